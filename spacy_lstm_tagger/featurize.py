@@ -1,0 +1,156 @@
+"""Turn a batch of spaCy Docs into the integer arrays the torch module reads.
+
+Everything here is numpy and independent of torch, so it is cheap to test.
+Two ideas keep it fast and bounded:
+
+* characters are encoded once per unique word *type* in the batch, and long
+  words keep only their first and last characters;
+* long Docs are cut into overlapping windows, so a 20,000-token Doc without
+  sentence boundaries costs memory proportional to the window, and every token
+  is scored from a window where it has ``context`` tokens on each side.
+"""
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import numpy
+from spacy.attrs import IDS as SPACY_ATTR_IDS
+from spacy.attrs import ORTH
+from spacy.tokens import Doc
+from thinc.api import NumpyOps
+
+from .pytorch_model import PAD_CHAR_ID, UNKNOWN_WORD_ID
+
+_NUMPY_OPS = NumpyOps()
+_N_DIRECT_CHARS = 256  # code points below this get their own row
+_GOLDEN = numpy.uint64(2654435761)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A slice ``[start, end)`` of Doc ``doc_index`` fed to the LSTM, whose
+    tokens ``[keep_start, keep_end)`` (Doc offsets) are scored from it."""
+
+    doc_index: int
+    start: int
+    end: int
+    keep_start: int
+    keep_end: int
+
+
+@dataclass
+class Features:
+    word_ids: numpy.ndarray  # (n_windows, max_len, n_hashes) int64
+    char_ids: numpy.ndarray  # (n_types, max_chars) int64
+    char_lengths: numpy.ndarray  # (n_types,) int64
+    token_types: numpy.ndarray  # (n_windows, max_len) int64
+    lengths: numpy.ndarray  # (n_windows,) int64
+    windows: List[Window]
+
+
+def plan_windows(doc_lengths: Sequence[int], max_window: int, context: int) -> List[Window]:
+    """Cut each Doc into windows of at most ``max_window`` tokens.
+
+    Empty Docs get no window. A Doc that fits is one window. Otherwise the Doc
+    is split into cores of ``max_window - 2 * context`` tokens, each widened by
+    up to ``context`` tokens on both sides; only the core is kept.
+    """
+    if context < 0 or max_window - 2 * context < 1:
+        raise ValueError(
+            f"max_window ({max_window}) must exceed 2 * window_context ({context})"
+        )
+    stride = max_window - 2 * context
+    windows = []
+    for i, n in enumerate(doc_lengths):
+        if n <= max_window:
+            if n > 0:
+                windows.append(Window(i, 0, n, 0, n))
+            continue
+        for core_start in range(0, n, stride):
+            core_end = min(n, core_start + stride)
+            windows.append(
+                Window(i, max(0, core_start - context), min(n, core_end + context), core_start, core_end)
+            )
+    return windows
+
+
+def hash_rows(keys: numpy.ndarray, n_rows: int, n_hashes: int, seed: int = 0) -> numpy.ndarray:
+    """Map 64-bit string ids to ``n_hashes`` rows of a table of ``n_rows``.
+
+    Row 0 is reserved for unknown words (word dropout). Summing several hashed
+    rows makes two words share their whole representation only if they collide
+    in every hash, as in Thinc's HashEmbed."""
+    hashed = _NUMPY_OPS.hash(keys.astype("uint64"), seed)[:, :n_hashes].astype("int64")
+    return hashed % (n_rows - 1) + 1
+
+
+def encode_chars(
+    words: Sequence[str], n_chars: int, max_chars: int
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Character ids for each word, padded; words longer than ``max_chars``
+    keep their first and last ``max_chars // 2`` characters.
+
+    Code points below 256 get their own row; all others (CJK, emoji, ...) are
+    hashed into the remaining rows, so any Unicode string is valid input."""
+    head = max_chars - max_chars // 2
+    tail = max_chars // 2
+    codes = []
+    for word in words:
+        cps = numpy.frombuffer(word.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        if len(cps) > max_chars:
+            cps = numpy.concatenate([cps[:head], cps[len(cps) - tail :]])
+        codes.append(cps)
+    lengths = numpy.fromiter((len(c) for c in codes), dtype="int64", count=len(codes))
+    flat = numpy.concatenate(codes).astype("uint64") if codes else numpy.zeros(0, "uint64")
+    hashed = (flat * _GOLDEN) % numpy.uint64(n_chars - 1 - _N_DIRECT_CHARS) + numpy.uint64(1 + _N_DIRECT_CHARS)
+    ids = numpy.where(flat < _N_DIRECT_CHARS, flat + 1, hashed).astype("int64")
+    width = max(1, int(lengths.max()) if len(lengths) else 1)
+    char_ids = numpy.full((len(words), width), PAD_CHAR_ID, dtype="int64")
+    mask = numpy.arange(width)[None, :] < lengths[:, None]
+    char_ids[mask] = ids
+    # An empty string (possible in hand-made Docs) is read as one padding char.
+    return char_ids, numpy.maximum(lengths, 1)
+
+
+def featurize(
+    docs: Sequence[Doc],
+    *,
+    word_attr: str,
+    n_word_rows: int,
+    n_word_hashes: int,
+    n_chars: int,
+    max_word_chars: int,
+    max_window: int,
+    window_context: int,
+) -> Features:
+    """Build the integer inputs of the torch module for ``docs``."""
+    attr_id = SPACY_ATTR_IDS[word_attr.upper()]
+    windows = plan_windows([len(doc) for doc in docs], max_window, window_context)
+    n_win = len(windows)
+    max_len = max((w.end - w.start for w in windows), default=0)
+    word_ids = numpy.full((n_win, max_len, n_word_hashes), UNKNOWN_WORD_ID, dtype="int64")
+    token_types = numpy.zeros((n_win, max_len), dtype="int64")
+    lengths = numpy.zeros((n_win,), dtype="int64")
+    doc_arrays = [doc.to_array([attr_id, ORTH]) if len(doc) else None for doc in docs]
+    present = [a for a in doc_arrays if a is not None]
+    if present:
+        all_orths = numpy.concatenate([a[:, 1] for a in present])
+        types, type_index = numpy.unique(all_orths, return_inverse=True)
+        offsets = numpy.cumsum([0] + [len(a) for a in present])
+        doc_offset = {}
+        for k, i in enumerate(i for i, a in enumerate(doc_arrays) if a is not None):
+            doc_offset[i] = offsets[k]
+        strings = docs[0].vocab.strings
+        char_ids, char_lengths = encode_chars(
+            [strings[int(t)] for t in types], n_chars, max_word_chars
+        )
+        rows = {i: hash_rows(a[:, 0], n_word_rows, n_word_hashes) for i, a in enumerate(doc_arrays) if a is not None}
+        for w, win in enumerate(windows):
+            n = win.end - win.start
+            lengths[w] = n
+            word_ids[w, :n] = rows[win.doc_index][win.start : win.end]
+            base = doc_offset[win.doc_index]
+            token_types[w, :n] = type_index[base + win.start : base + win.end]
+    else:
+        char_ids = numpy.zeros((0, 1), dtype="int64")
+        char_lengths = numpy.zeros((0,), dtype="int64")
+    return Features(word_ids, char_ids, char_lengths, token_types, lengths, windows)

@@ -1,0 +1,260 @@
+"""Thinc glue: wraps the torch module so spaCy sees a ``Model[List[Doc], List[Floats2d]]``.
+
+The registered architecture ``spacy_lstm_tagger.WordCharBiLSTM.v1`` returns a
+small Thinc model whose only layer is a ``PyTorchWrapper_v3``. The wrapper's
+``convert_inputs`` featurizes Docs into integer tensors on the shim's device
+(no gradients for ids); ``convert_outputs`` cuts the padded scores back into
+one softmax-normalized array per Doc, like spaCy's ``Softmax`` output layer, so
+spaCy's ``Tagger`` loss and prediction code work unchanged.
+"""
+from dataclasses import dataclass
+from functools import partial
+from io import BytesIO
+from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
+
+import srsly
+import torch
+from spacy.attrs import IDS as SPACY_ATTR_IDS
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+from .featurize import featurize, plan_windows
+from .pytorch_model import WordCharBiLSTMTagger
+
+MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
+MODEL_FORMAT_VERSION = 1
+"""Bump when the saved weights change meaning; loading another version fails clearly."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The featurization settings shared by ``convert_inputs`` and ``convert_outputs``."""
+
+    word_attr: str
+    n_word_rows: int
+    n_word_hashes: int
+    n_chars: int
+    max_word_chars: int
+    max_window: int
+    window_context: int
+
+
+@registry.architectures("spacy_lstm_tagger.WordCharBiLSTM.v1")
+def build_wordchar_bilstm_tagger(
+    word_embed_size: int = 100,
+    n_word_rows: int = 50000,
+    n_word_hashes: int = 2,
+    word_attr: str = "NORM",
+    char_embed_size: int = 32,
+    char_hidden_size: int = 64,
+    n_chars: int = 1024,
+    max_word_chars: int = 24,
+    hidden_size: int = 200,
+    depth: int = 2,
+    dropout: float = 0.33,
+    word_dropout: float = 0.05,
+    max_window: int = 512,
+    window_context: int = 64,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Build the word + character BiLSTM tagger model.
+
+    word_embed_size, n_word_rows, n_word_hashes, word_attr: a hashed embedding of
+        the token attribute ``word_attr``; each word sums ``n_word_hashes`` rows
+        of a table of ``n_word_rows``. Hashing needs no vocabulary file and keeps
+        the model size fixed by the config.
+    char_embed_size, char_hidden_size, n_chars, max_word_chars: the character
+        BiLSTM (output ``2 * char_hidden_size``); words longer than
+        ``max_word_chars`` keep their first and last characters.
+    hidden_size, depth, dropout: the sentence BiLSTM (per direction); dropout is
+        applied to its input, between its layers and to its output.
+    word_dropout: training-time probability of replacing a word's embedding
+        with the unknown-word row, so rare words lean on their characters.
+    max_window, window_context: Docs longer than ``max_window`` tokens are
+        tagged in overlapping windows with ``window_context`` tokens of context.
+    nO: number of tags; inferred at initialize when not given.
+    """
+    _check_positive(
+        word_embed_size=word_embed_size, n_word_hashes=n_word_hashes,
+        char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
+        max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
+        max_window=max_window,
+    )
+    if n_word_rows < 2:
+        raise ValueError(f"n_word_rows must be at least 2, got {n_word_rows}")
+    if n_chars < 258:
+        raise ValueError(f"n_chars must be at least 258 (256 direct code points + pad + hashed), got {n_chars}")
+    if word_attr.upper() not in SPACY_ATTR_IDS:
+        raise ValueError(f"word_attr {word_attr!r} is not a spaCy token attribute (e.g. NORM, LOWER, ORTH)")
+    features = FeatureConfig(
+        word_attr=word_attr.upper(), n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
+        n_chars=n_chars, max_word_chars=max_word_chars, max_window=max_window,
+        window_context=window_context,
+    )
+    plan_windows([], max_window, window_context)  # validates the window settings
+    module = WordCharBiLSTMTagger(
+        n_word_rows=n_word_rows, n_word_hashes=n_word_hashes, word_embed_size=word_embed_size,
+        n_chars=n_chars, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
+        hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
+        n_labels=nO,
+    )
+    wrapper = PyTorchWrapper_v3(
+        module,
+        convert_inputs=partial(convert_inputs, features=features),
+        convert_outputs=partial(convert_outputs, features=features),
+        serialize_model=serialize_torch_module,
+        deserialize_model=deserialize_torch_module,
+    )
+    return Model(
+        "wordchar_bilstm_tagger",
+        forward,
+        init=init,
+        layers=[wrapper],
+        dims={"nO": nO},
+    )
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+def get_torch_module(model: Model) -> WordCharBiLSTMTagger:
+    """The torch module inside a model built by this architecture."""
+    return cast(WordCharBiLSTMTagger, model.layers[0].shims[0]._model)
+
+
+def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    if not any(len(doc) for doc in docs):
+        n_labels = model.get_dim("nO")
+        return [model.ops.alloc2f(0, n_labels) for _ in docs], lambda dY: []
+    return model.layers[0](docs, is_train)
+
+
+def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]] = None) -> None:
+    """Set the number of labels (from ``Y`` if not given) and (re)initialize the weights."""
+    if not model.has_dim("nO") and Y is not None:
+        for y in Y:
+            if getattr(y, "ndim", 0) == 2:
+                model.set_dim("nO", y.shape[1])
+                break
+    if not model.has_dim("nO"):
+        raise ValueError(
+            "Cannot initialize the lstm_tagger model: the number of labels (nO) is unknown. "
+            "Add labels to the component or pass gold examples to initialize."
+        )
+    n_labels = model.get_dim("nO")
+    module = get_torch_module(model)
+    module.resize_output(n_labels)
+    for submodule in module.modules():
+        if submodule is not module and hasattr(submodule, "reset_parameters"):
+            submodule.reset_parameters()
+    model.layers[0].set_dim("nO", n_labels)
+
+
+def convert_inputs(
+    model: Model, docs: Sequence[Doc], is_train: bool, *, features: FeatureConfig
+) -> Tuple[ArgsKwargs, Callable[[Any], List]]:
+    """Docs -> integer tensors on the shim's device. Ids get no gradient."""
+    device = model.shims[0].device
+    f = featurize(docs, **features.__dict__)
+    as_tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    args = (
+        as_tensor(f.word_ids),
+        as_tensor(f.char_ids),
+        torch.from_numpy(f.char_lengths),  # packing wants lengths on the CPU
+        as_tensor(f.token_types),
+        torch.from_numpy(f.lengths),
+    )
+    return ArgsKwargs(args=args, kwargs={}), lambda d_inputs: []
+
+
+def convert_outputs(
+    model: Model, docs_and_scores: Tuple[Sequence[Doc], torch.Tensor], is_train: bool,
+    *, features: FeatureConfig,
+) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], ArgsKwargs]]:
+    """Padded window scores -> one softmax-normalized (n_tokens, n_labels) array per Doc.
+
+    As in Thinc's ``Softmax`` layer, the incoming gradient is taken to be the
+    gradient of the loss w.r.t. the unnormalized scores (true for spaCy's
+    cross-entropy loss), so it is passed straight back to the torch logits.
+    """
+    docs, logits = docs_and_scores
+    ops = model.ops
+    windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
+    probs = torch2xp(torch.softmax(logits.detach().float(), dim=-1), ops=ops)
+    n_labels = probs.shape[-1]
+    pieces: List[List[Floats2d]] = [[] for _ in docs]
+    for w, win in enumerate(windows):
+        pieces[win.doc_index].append(probs[w, win.keep_start - win.start : win.keep_end - win.start])
+    outputs = [
+        ops.xp.ascontiguousarray(ops.xp.concatenate(p)) if p else ops.alloc2f(0, n_labels)
+        for p in pieces
+    ]
+
+    def backprop(d_outputs: List[Floats2d]) -> ArgsKwargs:
+        d_probs = ops.alloc3f(*probs.shape)
+        for w, win in enumerate(windows):
+            d_probs[w, win.keep_start - win.start : win.keep_end - win.start] = d_outputs[
+                win.doc_index
+            ][win.keep_start : win.keep_end]
+        d_logits = xp2torch(d_probs, device=logits.device).to(logits.dtype)
+        return ArgsKwargs(args=(logits,), kwargs={"grad_tensors": (d_logits,)})
+
+    return outputs, backprop
+
+
+def serialize_torch_module(module: WordCharBiLSTMTagger) -> bytes:
+    """The module's state dict (tensors only), tagged with a format version."""
+    buffer = BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return srsly.msgpack_dumps(
+        {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "state": buffer.getvalue()}
+    )
+
+
+def deserialize_torch_module(
+    module: WordCharBiLSTMTagger, data: bytes, device: "torch.device"
+) -> WordCharBiLSTMTagger:
+    """Load weights saved by :func:`serialize_torch_module`, on ``device``.
+
+    The output layer is sized from the saved weights, so a pipeline loads
+    without calling ``initialize`` first; any other size disagreement between
+    the config and the weights is reported by parameter name.
+    """
+    try:
+        msg = srsly.msgpack_loads(data)
+        fmt = msg.get("format"), msg.get("format_version")
+        state_bytes = msg["state"]
+    except Exception as err:  # msgpack raises many types on garbage
+        raise ValueError(f"lstm_tagger weights are corrupted or not in {MODEL_FORMAT} format: {err}") from err
+    if fmt != (MODEL_FORMAT, MODEL_FORMAT_VERSION):
+        raise ValueError(
+            f"lstm_tagger weights have format {fmt[0]!r} version {fmt[1]!r}, but this version of "
+            f"spacy-lstm-tagger reads {MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION}. "
+            "Retrain the pipeline or install the spacy-lstm-tagger version it was saved with."
+        )
+    try:
+        state = torch.load(BytesIO(state_bytes), map_location=device, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"lstm_tagger weights are truncated or corrupted: {err}") from err
+    if "output.weight" in state:
+        module.resize_output(state["output.weight"].shape[0])
+    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if expected != found:
+        diffs = [
+            f"{name}: config gives {expected.get(name)}, weights have {found.get(name)}"
+            for name in sorted(set(expected) | set(found))
+            if expected.get(name) != found.get(name)
+        ]
+        raise ValueError(
+            "The lstm_tagger model config does not match the saved weights "
+            "(was config.cfg edited?): " + "; ".join(diffs)
+        )
+    module.load_state_dict(state)
+    module.to(device)
+    return module

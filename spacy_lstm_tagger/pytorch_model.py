@@ -1,0 +1,130 @@
+"""The pure PyTorch part of the tagger: a word + character BiLSTM.
+
+This module knows nothing about spaCy or Thinc. It takes integer tensors
+(built by ``featurize.py``) and returns unnormalized tag scores, so it can be
+tested, profiled and reused on its own.
+"""
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+UNKNOWN_WORD_ID = 0
+"""Row of the word table used for word dropout (never produced by hashing)."""
+PAD_CHAR_ID = 0
+
+
+class CharBiLSTMEncoder(nn.Module):
+    """Encode each word *type* from its characters: a BiLSTM whose final
+    forward and backward states are concatenated. Runs once per unique word in
+    a batch, not once per token."""
+
+    def __init__(self, n_chars: int, char_embed_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(n_chars, char_embed_size, padding_idx=PAD_CHAR_ID)
+        self.lstm = nn.LSTM(
+            char_embed_size, hidden_size, batch_first=True, bidirectional=True
+        )
+        self.output_size = 2 * hidden_size
+
+    def forward(self, char_ids: torch.Tensor, char_lengths: torch.Tensor) -> torch.Tensor:
+        # char_ids: (n_types, max_chars); char_lengths: (n_types,) on CPU, all >= 1
+        packed = pack_padded_sequence(
+            self.embed(char_ids), char_lengths, batch_first=True, enforce_sorted=False
+        )
+        _, (h_n, _) = self.lstm(packed)
+        # h_n: (2, n_types, hidden) -> (n_types, 2 * hidden)
+        return torch.cat([h_n[0], h_n[1]], dim=-1)
+
+
+class WordCharBiLSTMTagger(nn.Module):
+    """Hashed word embedding + character encoding -> sentence BiLSTM -> linear.
+
+    The output layer is created by :meth:`resize_output` once the number of
+    labels is known (at ``initialize`` or when weights are loaded), so the
+    module can be constructed from a config before the labels exist.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_word_rows: int,
+        n_word_hashes: int,
+        word_embed_size: int,
+        n_chars: int,
+        char_embed_size: int,
+        char_hidden_size: int,
+        hidden_size: int,
+        depth: int,
+        dropout: float,
+        word_dropout: float,
+        n_labels: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0 or not 0.0 <= word_dropout < 1.0:
+            raise ValueError(
+                f"dropout ({dropout}) and word_dropout ({word_dropout}) must be in [0, 1)"
+            )
+        self.n_word_hashes = n_word_hashes
+        self.word_dropout = word_dropout
+        self.word_embed = nn.Embedding(n_word_rows, word_embed_size)
+        self.char_encoder = CharBiLSTMEncoder(n_chars, char_embed_size, char_hidden_size)
+        self.input_dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(
+            word_embed_size + self.char_encoder.output_size,
+            hidden_size,
+            num_layers=depth,
+            dropout=dropout if depth > 1 else 0.0,
+            batch_first=True,
+            bidirectional=True,
+        )
+        self.output_dropout = nn.Dropout(dropout)
+        self.encoding_size = 2 * hidden_size
+        self.output: Optional[nn.Linear] = None
+        if n_labels is not None:
+            self.resize_output(n_labels)
+
+    @property
+    def n_labels(self) -> Optional[int]:
+        return None if self.output is None else self.output.out_features
+
+    def resize_output(self, n_labels: int) -> None:
+        """(Re)create the output layer for ``n_labels`` tags."""
+        if n_labels < 1:
+            raise ValueError(f"The tagger needs at least one label, got {n_labels}")
+        if self.n_labels == n_labels:
+            return
+        device = self.word_embed.weight.device
+        self.output = nn.Linear(self.encoding_size, n_labels).to(device)
+
+    def forward(
+        self,
+        word_ids: torch.Tensor,
+        char_ids: torch.Tensor,
+        char_lengths: torch.Tensor,
+        token_types: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Return tag scores of shape (n_sequences, max_len, n_labels).
+
+        word_ids: (n_seqs, max_len, n_word_hashes) rows of the word table
+        char_ids, char_lengths: characters of each unique word type
+        token_types: (n_seqs, max_len) index of each token's word type
+        lengths: (n_seqs,) sequence lengths, all >= 1, on CPU
+        """
+        if self.output is None:
+            raise ValueError(
+                "The tagger's output layer has no size yet: initialize the "
+                "component (nlp.initialize) or load trained weights first."
+            )
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(word_ids.shape[:2], device=word_ids.device) < self.word_dropout
+            word_ids = word_ids.masked_fill(drop.unsqueeze(-1), UNKNOWN_WORD_ID)
+        words = self.word_embed(word_ids).sum(dim=2)
+        chars = self.char_encoder(char_ids, char_lengths)[token_types]
+        tokens = self.input_dropout(torch.cat([words, chars], dim=-1))
+        packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
+        encoded, _ = self.lstm(packed)
+        encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
+        return self.output(self.output_dropout(encoded))
