@@ -4,13 +4,12 @@ It is spaCy's own :class:`spacy.pipeline.Tagger` with a different default
 model, so labels, ``spacy init labels``, ``overwrite``, ``neg_prefix``,
 ``label_smoothing``, the loss (missing tags ignored), scoring and
 serialization behave exactly as users know them. What it adds is what a
-torch-backed model needs: parameter averaging that reaches the torch weights,
-torch threads in worker processes, and clear errors for bad saved weights.
+torch-backed model needs: torch threads in worker processes and clear
+errors for unknown tags and bad saved weights.
 """
-import contextlib
 import os
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Optional, Union
+from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import torch
 from spacy.language import Language
@@ -19,6 +18,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
+from thinc.types import Floats2d
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -82,23 +82,22 @@ class LSTMTagger(Tagger):
         state["_pid"] = None
         return state
 
-    @contextlib.contextmanager
-    def use_params(self, params: Dict) -> Iterator[None]:
-        """Swap in (averaged) parameters, including the torch weights.
-
-        Thinc's optimizer keys the averages of torch weights as
-        ``(shim.id, name)`` while ``PyTorchShim.use_params`` looks for
-        ``"pytorch_{shim.id}_{name}"``; without this translation spaCy would
-        evaluate and save ``model-best`` with the raw weights, silently.
-        """
-        translated = dict(params)
-        for node in self.model.walk():
-            for shim in node.shims:
-                for key, value in params.items():
-                    if isinstance(key, tuple) and len(key) == 2 and key[0] == shim.id:
-                        translated[f"pytorch_{shim.id}_{key[1]}"] = value
-        with self.model.use_params(translated):
-            yield
+    def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, Floats2d]:
+        """spaCy's tagger loss, after checking that every gold tag is a known
+        label (spaCy would fail with a bare ``KeyError``)."""
+        examples = list(examples)
+        known = set(self.labels)
+        neg_prefix = self.cfg["neg_prefix"]
+        for eg in examples:
+            for tag in eg.get_aligned("TAG", as_string=True):
+                if tag and tag not in known and not tag.startswith(neg_prefix):
+                    raise ValueError(
+                        f"[{self.name}] The training data has the tag {tag!r}, which is not "
+                        f"among the component's {len(known)} labels. Initialize the pipeline "
+                        "on data that contains every tag (or pass the full label set, e.g. "
+                        "from `spacy init labels`)."
+                    )
+        return super().get_loss(examples, scores)
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "LSTMTagger":
         try:

@@ -7,17 +7,18 @@ small Thinc model whose only layer is a ``PyTorchWrapper_v3``. The wrapper's
 one softmax-normalized array per Doc, like spaCy's ``Softmax`` output layer, so
 spaCy's ``Tagger`` loss and prediction code work unchanged.
 """
+import contextlib
 from dataclasses import dataclass
 from functools import partial
 from io import BytesIO
-from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 import srsly
 import torch
 from spacy.attrs import IDS as SPACY_ATTR_IDS
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from .featurize import featurize, plan_windows
@@ -54,7 +55,7 @@ def build_wordchar_bilstm_tagger(
     hidden_size: int = 200,
     depth: int = 2,
     dropout: float = 0.33,
-    word_dropout: float = 0.05,
+    word_dropout: float = 0.1,
     max_window: int = 512,
     window_context: int = 64,
     nO: Optional[int] = None,
@@ -104,6 +105,11 @@ def build_wordchar_bilstm_tagger(
         module,
         convert_inputs=partial(convert_inputs, features=features),
         convert_outputs=partial(convert_outputs, features=features),
+    )
+    # Same wrapper, with the shim swapped for one that fixes two Thinc 8.3
+    # problems (see TaggerPyTorchShim) and reads/writes versioned weights.
+    wrapper.shims[0] = TaggerPyTorchShim(
+        module,
         serialize_model=serialize_torch_module,
         deserialize_model=deserialize_torch_module,
     )
@@ -114,6 +120,50 @@ def build_wordchar_bilstm_tagger(
         layers=[wrapper],
         dims={"nO": nO},
     )
+
+
+class TaggerPyTorchShim(PyTorchShim):
+    """``PyTorchShim`` with two fixes, both covered by tests.
+
+    * ``finish_update`` writes the optimizer's result into the existing torch
+      parameters. Thinc's version rebinds ``param.data`` to a tensor made from
+      the numpy view of the previous one, so every step keeps the previous
+      buffers alive and memory grows by the size of the model per step.
+    * ``use_params`` finds averages under the ``(shim.id, name)`` keys the
+      Thinc optimizer uses; Thinc's version looks for ``"pytorch_{id}_{name}"``
+      keys, so spaCy would silently evaluate and save ``model-best`` with the
+      raw instead of the averaged weights.
+    """
+
+    def finish_update(self, optimizer: Any) -> None:
+        for name, param in self._model.named_parameters():
+            if param.grad is None:
+                continue
+            if not self._grad_scaler.found_inf:
+                new_value, _ = optimizer(
+                    (self.id, name), torch2xp(param.data), torch2xp(param.grad)
+                )
+                with torch.no_grad():
+                    param.copy_(xp2torch(new_value, device=param.device))
+            param.grad.zero_()
+        self._grad_scaler.update()
+
+    @contextlib.contextmanager
+    def use_params(self, params: Dict) -> Iterator[None]:
+        state = {
+            name: xp2torch(params[(self.id, name)], device=self.device)
+            for name, _ in self._model.named_parameters()
+            if (self.id, name) in params
+        }
+        if not state:
+            yield
+            return
+        backup = {k: v.clone() for k, v in self._model.state_dict().items()}
+        self._model.load_state_dict(state, strict=False)
+        try:
+            yield
+        finally:
+            self._model.load_state_dict(backup)
 
 
 def _check_positive(**values: int) -> None:

@@ -1,0 +1,273 @@
+"""Side-by-side benchmark: spaCy's built-in tagger vs lstm_tagger on UD English EWT.
+
+One command trains every system on the same train corpus on this machine,
+scores each on dev, measures CPU inference speed (median of repeated,
+interleaved runs, so machine noise hits every system alike) and writes
+``benchmarks/results/ewt.json`` plus a PNG. It is resumable: each system's
+training result is saved as soon as it finishes and is reused on a re-run.
+
+    python benchmarks/ewt_benchmark.py --train corpus/en_ewt-ud-train.spacy \\
+        --dev corpus/en_ewt-ud-dev.spacy
+
+Subcommands ``train-one`` and ``measure-one`` run in child processes so that
+peak RSS is measured per system.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import srsly
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMS = {
+    "spacy_tagger": ROOT / "configs" / "spacy_tagger.cfg",
+    "lstm_tagger_efficiency": ROOT / "configs" / "lstm_tagger_efficiency.cfg",
+    "lstm_tagger_accuracy": ROOT / "configs" / "lstm_tagger_accuracy.cfg",
+}
+BASELINE = "spacy_tagger"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def dir_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def make_timed_logger(jsonl_path: str, progress_bar: bool = False) -> Callable:
+    """spaCy's console logger, plus one JSON line per evaluation with the wall
+    time since training started (used for 'time to best dev score' and the plot)."""
+    from spacy.training.loggers import console_logger
+
+    console = console_logger(progress_bar=progress_bar)
+
+    def setup(nlp, stdout=sys.stdout, stderr=sys.stderr):
+        log_step, finalize = console(nlp, stdout, stderr)
+        start = time.perf_counter()
+        out = open(jsonl_path, "w", encoding="utf8")
+
+        def log(info: Optional[Dict[str, Any]]) -> None:
+            log_step(info)
+            if info is not None:
+                row = {
+                    "epoch": info["epoch"], "step": info["step"], "score": info["score"],
+                    "scores": info["other_scores"], "words": info["words"],
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+
+        def close() -> None:
+            finalize()
+            out.close()
+
+        return log, close
+
+    return setup
+
+
+def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Path, threads: int) -> None:
+    """Train one system with ``spacy train`` machinery; write train_result.json."""
+    import spacy  # noqa: F401  (registers spaCy's functions)
+    import torch
+    from spacy.cli.train import train as spacy_train
+    from spacy.util import registry
+
+    torch.set_num_threads(threads)
+    registry.loggers.register("spacy_lstm_tagger.bench.TimedConsoleLogger.v1", func=make_timed_logger)
+    from spacy.util import load_config
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = load_config(config_path, interpolate=False)
+    config["training"]["logger"] = {
+        "@loggers": "spacy_lstm_tagger.bench.TimedConsoleLogger.v1",
+        "jsonl_path": str(out_dir / "train_log.jsonl"),
+        "progress_bar": False,
+    }
+    run_config = out_dir / "config.cfg"
+    config.to_disk(run_config)
+    start = time.perf_counter()
+    spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides={"paths.train": train, "paths.dev": dev})
+    total = time.perf_counter() - start
+    log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
+    best = max(log, key=lambda row: row["score"])
+    srsly.write_json(out_dir / "train_result.json", {
+        "system": system, "config": str(config_path.relative_to(ROOT)),
+        "train_seconds": best["seconds"], "train_total_seconds": round(total, 1),
+        "best_step": best["step"], "best_epoch": best["epoch"], "train_peak_rss_mb": round(peak_rss_mb(), 1),
+        "torch_threads": threads,
+        "curve": [{"seconds": r["seconds"], "step": r["step"], "tag_acc": r["scores"].get("tag_acc")} for r in log],
+    })
+
+
+def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, threads: int, out_path: Path) -> None:
+    """Score a trained pipeline on dev and time ``nlp.pipe`` over the dev texts."""
+    import spacy
+    import torch
+    from spacy.training import Corpus
+
+    torch.set_num_threads(threads)
+    nlp = spacy.load(model_dir)
+    examples = list(Corpus(dev, gold_preproc=True)(nlp))
+    scores = nlp.evaluate(examples)
+    ref_docs = list(Corpus(dev, gold_preproc=False)(nlp))
+    texts = [eg.reference.text for eg in ref_docs]
+    n_words = sum(len(doc) for doc in nlp.tokenizer.pipe(texts))
+    list(nlp.pipe(texts[:50], batch_size=batch_size))  # warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _doc in nlp.pipe(texts, batch_size=batch_size):
+            pass
+        times.append(time.perf_counter() - start)
+    srsly.write_json(out_path, {
+        "tag_acc": scores.get("tag_acc"), "pos_acc": scores.get("pos_acc"),
+        "n_words": n_words, "seconds": times, "inference_peak_rss_mb": round(peak_rss_mb(), 1),
+    })
+
+
+def run(args: argparse.Namespace) -> Dict:
+    work = Path(args.work_dir)
+    results_path = Path(args.output)
+    systems = args.systems or list(SYSTEMS)
+    # 1. train (resumable: a finished system keeps its train_result.json)
+    for system in systems:
+        out_dir = work / system
+        if (out_dir / "train_result.json").exists() and not args.retrain:
+            print(f"[benchmark] {system}: reusing finished training in {out_dir}", flush=True)
+            continue
+        print(f"[benchmark] {system}: training ({SYSTEMS[system].name})", flush=True)
+        subprocess.run([
+            sys.executable, __file__, "train-one", system, "--train", args.train, "--dev", args.dev,
+            "--work-dir", str(work), "--threads", str(args.threads),
+        ], check=True)
+    # 2. score and time every system, interleaving the repeats across systems
+    timings: Dict[str, List[float]] = {s: [] for s in systems}
+    measured: Dict[str, Dict] = {}
+    for round_ in range(args.rounds):
+        for system in systems:
+            path = work / system / f"measure_{round_}.json"
+            subprocess.run([
+                sys.executable, __file__, "measure-one", str(work / system / "model" / "model-best"),
+                "--dev", args.dev, "--batch-size", str(args.batch_size), "--repeats", str(args.repeats),
+                "--threads", str(args.threads), "--out", str(path),
+            ], check=True)
+            measured[system] = srsly.read_json(path)
+            timings[system].extend(measured[system]["seconds"])
+    result = {
+        "dataset": "UD_English-EWT 2.16", "split": "dev",
+        "machine": {
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "torch_threads": args.threads, "batch_size": args.batch_size,
+            "timing": f"median of {args.rounds} rounds x {args.repeats} repeats, systems interleaved",
+        },
+        "systems": {},
+    }
+    for system in systems:
+        train_result = srsly.read_json(work / system / "train_result.json")
+        m = measured[system]
+        median = statistics.median(timings[system])
+        result["systems"][system] = {
+            "config": train_result["config"],
+            "tag_acc": round(100 * m["tag_acc"], 2),
+            "pos_acc": None if m["pos_acc"] is None else round(100 * m["pos_acc"], 2),
+            "words_per_second": round(m["n_words"] / median),
+            "train_seconds": train_result["train_seconds"],
+            "train_total_seconds": train_result["train_total_seconds"],
+            "best_step": train_result["best_step"],
+            "peak_rss_mb": train_result["train_peak_rss_mb"],
+            "inference_peak_rss_mb": m["inference_peak_rss_mb"],
+            "model_mb": round(dir_size_mb(work / system / "model" / "model-best"), 2),
+            "curve": train_result["curve"],
+        }
+    if BASELINE in result["systems"]:
+        base = result["systems"][BASELINE]["words_per_second"]
+        for system, row in result["systems"].items():
+            row["speed_ratio_vs_spacy_tagger"] = round(row["words_per_second"] / base, 2)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_json(results_path, result)
+    print_table(result)
+    plot(result, results_path.with_suffix(".png"))
+    return result
+
+
+def print_table(result: Dict) -> None:
+    from wasabi import msg
+
+    header = ["system", "tag_acc", "pos_acc", "words/s", "x spacy", "train s (best)", "peak RSS MB", "model MB"]
+    rows = [
+        [name, r["tag_acc"], r["pos_acc"], r["words_per_second"], r.get("speed_ratio_vs_spacy_tagger"),
+         r["train_seconds"], r["peak_rss_mb"], r["model_mb"]]
+        for name, r in result["systems"].items()
+    ]
+    msg.table(rows, header=header, divider=True)
+
+
+def plot(result: Dict, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, row in result["systems"].items():
+        curve = [(c["seconds"] / 60, 100 * c["tag_acc"]) for c in row["curve"] if c["tag_acc"] is not None]
+        ax1.plot([c[0] for c in curve], [c[1] for c in curve], label=f"{name} ({row['tag_acc']})")
+    ax1.set_xlabel("training wall time (minutes, 2 CPU cores)")
+    ax1.set_ylabel("dev tag_acc (%)")
+    ax1.set_ylim(85, 97.5)
+    ax1.grid(alpha=0.3)
+    ax1.legend(loc="lower right")
+    ax1.set_title("UD English EWT 2.16 dev accuracy vs training time")
+    names = list(result["systems"])
+    speeds = [result["systems"][n]["words_per_second"] for n in names]
+    ax2.bar(names, speeds, color=["tab:gray", "tab:orange", "tab:blue"][: len(names)])
+    for i, v in enumerate(speeds):
+        ax2.text(i, v, f"{v:,}", ha="center", va="bottom")
+    ax2.set_ylabel("words / second (nlp.pipe, CPU)")
+    ax2.set_title("Inference speed, same run")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    print(f"[benchmark] wrote {png_path}")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    p_one = sub.add_parser("train-one")
+    p_one.add_argument("system", choices=list(SYSTEMS))
+    p_meas = sub.add_parser("measure-one")
+    p_meas.add_argument("model_dir")
+    p_meas.add_argument("--out", required=True)
+    for p in (parser, p_one, p_meas):
+        p.add_argument("--train", default=str(ROOT / "corpus" / "en_ewt-ud-train.spacy"))
+        p.add_argument("--dev", default=str(ROOT / "corpus" / "en_ewt-ud-dev.spacy"))
+        p.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work"))
+        p.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
+        p.add_argument("--batch-size", type=int, default=256)
+        p.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS))
+    parser.add_argument("--retrain", action="store_true", help="ignore finished trainings")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "ewt.json"))
+    args = parser.parse_args(argv)
+    if args.command == "train-one":
+        train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system, args.threads)
+    elif args.command == "measure-one":
+        measure_one(Path(args.model_dir), args.dev, args.batch_size, args.repeats, args.threads, Path(args.out))
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
