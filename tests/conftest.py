@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny model config and a tiny hand-made corpus, so the
+default test suite trains in seconds and needs no downloaded data."""
+import os
+from pathlib import Path
+from typing import Callable, List
+
+import pytest
+import spacy
+import torch
+from spacy.language import Language
+from spacy.training import Example
+from thinc.api import fix_random_seed
+
+# One torch thread: tests are tiny, and several threads on a busy 2-core
+# machine spin-wait far more than they compute.
+torch.set_num_threads(1)
+
+# Small sizes: every test model trains in a second or two on a CPU.
+TINY_MODEL = {
+    "word_embed_size": 16,
+    "n_word_rows": 1000,
+    "char_embed_size": 8,
+    "char_hidden_size": 8,
+    "hidden_size": 16,
+    "depth": 1,
+    "dropout": 0.0,
+    "word_dropout": 0.0,
+}
+
+TRAIN_DATA = [
+    ("I like green eggs", {"tags": ["PRP", "VBP", "JJ", "NNS"]}),
+    ("Eat blue ham", {"tags": ["VB", "JJ", "NN"]}),
+    ("She ate the ham quickly", {"tags": ["PRP", "VBD", "DT", "NN", "RB"]}),
+    ("They like eggs", {"tags": ["PRP", "VBP", "NNS"]}),
+]
+
+SHARED_EWT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ud-english-ewt"
+EWT_DIR = Path(os.environ.get("SPACY_LSTM_TAGGER_EWT_DIR", SHARED_EWT))
+
+
+def make_examples(nlp: Language, data=TRAIN_DATA) -> List[Example]:
+    return [Example.from_dict(nlp.make_doc(text), annots) for text, annots in data]
+
+
+def train_tiny(n_iter: int = 60, data=TRAIN_DATA, seed: int = 0, **model_overrides) -> Language:
+    """A blank English pipeline with a tiny lstm_tagger trained on ``data``."""
+    fix_random_seed(seed)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lstm_tagger", config={"model": {**TINY_MODEL, **model_overrides}})
+    examples = make_examples(nlp, data)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(n_iter):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
+@pytest.fixture(scope="session")
+def trained_nlp() -> Language:
+    """A tiny tagger that has overfit TRAIN_DATA (treat as read-only)."""
+    return train_tiny()
+
+
+@pytest.fixture
+def ewt_dir() -> Path:
+    if not (EWT_DIR / "en_ewt-ud-train.conllu").exists():
+        pytest.skip(f"UD English EWT not found at {EWT_DIR} (set SPACY_LSTM_TAGGER_EWT_DIR)")
+    return EWT_DIR
+
+
+@pytest.fixture
+def tiny_model_config() -> dict:
+    return dict(TINY_MODEL)
