@@ -1,0 +1,268 @@
+"""Hostile input, bad training data, corrupted files and invariants under load
+(issue: reliability)."""
+import multiprocessing
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy
+import psutil
+import pytest
+import spacy
+import srsly
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from spacy.tokens import Doc
+from spacy.training import Example
+
+from conftest import TINY_MODEL, TRAIN_DATA, make_examples
+from spacy_lstm_tagger.featurize import encode_chars, plan_windows
+from spacy_lstm_tagger.model import get_torch_module
+
+UNICODE_TEXTS = [
+    "I ❤️ 🍕 and 𝕏 𓀀",  # emoji, ZWJ-free astral plane
+    "東京は日本の首都です。",  # CJK
+    "مرحبا بالعالم שלום עולם",  # right-to-left
+    "e\u0301 n\u0303 a\u0308\u0308\u0308",  # combining marks
+    "zero\u200bwidth\u200d joiner\ufeff bom",
+    "control\x00nul\x07bell\x1b esc\x7f",
+    "👩‍👩‍👧‍👦 family",
+]
+
+
+def assert_valid(nlp, doc):
+    labels = set(nlp.get_pipe("lstm_tagger").labels)
+    assert all(token.tag_ in labels for token in doc), [t.tag_ for t in doc]
+
+
+@pytest.mark.parametrize("text", ["", " ", "   \n\t  ", "word", "\n"])
+def test_empty_whitespace_and_single_token(trained_nlp, text):
+    doc = trained_nlp(text)
+    assert len(doc) == len(trained_nlp.make_doc(text))
+    assert_valid(trained_nlp, doc)
+
+
+def test_docs_of_only_space_tokens(trained_nlp):
+    doc = Doc(trained_nlp.vocab, words=[" ", "\n", "\t\t"], spaces=[False, False, False])
+    doc = trained_nlp(doc)
+    assert_valid(trained_nlp, doc)
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_empty_doc_at_any_position_in_batch(trained_nlp, position):
+    texts = ["I like green eggs", "Eat blue ham"]
+    texts.insert(position, "")
+    docs = list(trained_nlp.pipe(texts, batch_size=3))
+    assert [t.tag_ for t in docs[texts.index("I like green eggs")]] == TRAIN_DATA[0][1]["tags"]
+    assert len(docs[position]) == 0
+
+
+def test_empty_string_encodes_as_one_padding_char():
+    # spaCy refuses empty words (E031), but packing would crash on length 0
+    char_ids, lengths = encode_chars(["", "ab"], n_chars=300, max_chars=8)
+    assert lengths.tolist() == [1, 2] and char_ids[0].tolist() == [0, 0]
+
+
+def test_long_doc_without_sentence_boundaries_is_windowed(trained_nlp):
+    words = (["I", "like", "green", "eggs"] * 5000)[:20000]
+    doc = trained_nlp(Doc(trained_nlp.vocab, words=words))
+    assert len(doc) == 20000
+    assert [t.tag_ for t in doc[:4]] == ["PRP", "VBP", "JJ", "NNS"]
+    assert [t.tag_ for t in doc[10000:10004]] == ["PRP", "VBP", "JJ", "NNS"]
+    model_cfg = trained_nlp.config["components"]["lstm_tagger"]["model"]
+    windows = plan_windows([20000], model_cfg["max_window"], model_cfg["window_context"])
+    assert max(w.end - w.start for w in windows) <= model_cfg["max_window"]
+
+
+def test_window_plan_covers_every_token_once():
+    for n in [0, 1, 7, 8, 9, 31, 100]:
+        windows = plan_windows([n], 8, 2)
+        kept = [i for w in windows for i in range(w.keep_start, w.keep_end)]
+        assert kept == list(range(n))
+        for w in windows:
+            assert w.end - w.start <= 8
+            assert w.start <= w.keep_start < w.keep_end <= w.end
+    with pytest.raises(ValueError, match="window_context"):
+        plan_windows([5], 8, 4)
+
+
+def test_windowed_scores_match_whole_doc_when_context_covers_it(trained_nlp):
+    """With context as long as the doc, windowing must not change the scores."""
+    from spacy_lstm_tagger.model import build_wordchar_bilstm_tagger
+
+    tagger = trained_nlp.get_pipe("lstm_tagger")
+    doc = trained_nlp.make_doc("She ate the ham quickly and I like green eggs")
+    windowed = build_wordchar_bilstm_tagger(**TINY_MODEL, max_window=11, window_context=5)
+    windowed.set_dim("nO", tagger.model.get_dim("nO"))
+    windowed.initialize()
+    windowed.from_bytes(tagger.model.to_bytes())
+    numpy.testing.assert_allclose(windowed.predict([doc])[0], tagger.model.predict([doc])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_very_long_token_costs_like_a_short_one(trained_nlp):
+    word = "a" * 5000 + "🍕" * 5000 + "z" * 2000
+    doc = trained_nlp(Doc(trained_nlp.vocab, words=["I", word, "eggs"]))
+    assert len(doc) == 3
+    assert_valid(trained_nlp, doc)
+    char_ids, lengths = encode_chars([word, "ok"], n_chars=1024, max_chars=24)
+    assert char_ids.shape == (2, 24) and lengths.tolist() == [24, 2]
+
+
+@pytest.mark.parametrize("text", UNICODE_TEXTS)
+def test_unicode_of_every_kind(trained_nlp, text):
+    doc = trained_nlp(text)
+    assert len(doc) > 0
+    assert_valid(trained_nlp, doc)
+
+
+def test_char_ids_stay_in_table():
+    # 0xD800: lone surrogates; spaCy's tokenizer rejects them, hand-made tokens may not
+    words = ["".join(chr(c) for c in range(s, s + 50)) for s in (0, 0x300, 0x4E00, 0x1F600, 0x10FF00, 0xD800)]
+    char_ids, lengths = encode_chars(words, n_chars=300, max_chars=64)
+    assert char_ids.min() >= 0 and char_ids.max() < 300
+    assert (lengths == 50).all()
+
+
+def test_unknown_tag_in_training_data_names_the_tag():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    bad = Example.from_dict(nlp.make_doc("green frogs"), {"tags": ["JJ", "NEWTAG"]})
+    with pytest.raises(ValueError, match="'NEWTAG'"):
+        nlp.update([bad], sgd=optimizer)
+
+
+def test_misaligned_tokenization_is_aligned_like_spacy():
+    nlp = spacy.blank("en")
+    tagger = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
+    # gold splits "don't" differently from spaCy's tokenizer output
+    predicted = Doc(nlp.vocab, words=["I", "do", "n't", "like", "ham"])
+    example = Example.from_dict(predicted, {"words": ["I", "don't", "like", "ham"], "tags": ["PRP", "VBP", "VB", "NN"]})
+    examples = make_examples(nlp) + [example]
+    optimizer = nlp.initialize(lambda: examples)
+    aligned = example.get_aligned("TAG", as_string=True)
+    scores = tagger.model.predict([example.predicted])
+    _, d_scores = tagger.get_loss([example], scores)
+    for i, tag in enumerate(aligned):
+        assert bool(d_scores[0][i].any()) == bool(tag)
+    nlp.update([example], sgd=optimizer)
+
+
+def test_nan_weights_give_clear_error():
+    nlp = spacy.blank("en")
+    tagger = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    with torch.no_grad():
+        get_torch_module(tagger.model).output.bias.fill_(float("nan"))
+    with pytest.raises(ValueError, match="E940|NaN|nan"):
+        nlp.update(examples, sgd=optimizer)
+
+
+def test_truncated_model_file_gives_clear_error(trained_nlp, tmp_path):
+    trained_nlp.to_disk(tmp_path)
+    model_file = tmp_path / "lstm_tagger" / "model"
+    data = model_file.read_bytes()
+    model_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupted"):
+        spacy.load(tmp_path)
+    model_file.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ValueError, match="lstm_tagger"):
+        spacy.load(tmp_path)
+
+
+def test_corrupted_torch_state_gives_clear_error(trained_nlp):
+    tagger = trained_nlp.get_pipe("lstm_tagger")
+    msg = srsly.msgpack_loads(tagger.model.to_bytes())
+    shim_msg = srsly.msgpack_loads(msg["shims"][1][0])
+    inner = srsly.msgpack_loads(shim_msg["state"])
+    inner["state"] = inner["state"][:100]
+    shim_msg["state"] = srsly.msgpack_dumps(inner)
+    msg["shims"][1][0] = srsly.msgpack_dumps(shim_msg)
+    nlp = spacy.blank("en")
+    fresh = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
+    with pytest.raises(ValueError, match="truncated or corrupted"):
+        fresh.model.from_bytes(srsly.msgpack_dumps(msg))
+
+
+def test_config_sizes_disagreeing_with_weights(trained_nlp, tmp_path):
+    trained_nlp.to_disk(tmp_path)
+    config = spacy.util.load_config(tmp_path / "config.cfg")
+    config["components"]["lstm_tagger"]["model"]["hidden_size"] = 24
+    config.to_disk(tmp_path / "config.cfg")
+    with pytest.raises(ValueError, match="does not match the saved weights.*lstm"):
+        spacy.load(tmp_path)
+
+
+def test_other_format_version_is_refused(trained_nlp):
+    from spacy_lstm_tagger import model as model_module
+
+    data = trained_nlp.get_pipe("lstm_tagger").to_bytes()
+    nlp = spacy.blank("en")
+    fresh = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
+    old = model_module.MODEL_FORMAT_VERSION
+    model_module.MODEL_FORMAT_VERSION = old + 1
+    try:
+        with pytest.raises(ValueError, match="version"):
+            fresh.from_bytes(data)
+    finally:
+        model_module.MODEL_FORMAT_VERSION = old
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_n_process_with_fork_and_spawn(trained_nlp, tmp_path, method):
+    trained_nlp.to_disk(tmp_path / "nlp")
+    texts = [text for text, _ in TRAIN_DATA] * 25 + ["", "🍕 东京"]
+    expected = [[t.tag_ for t in d] for d in trained_nlp.pipe(texts)]
+    code = f"""
+        import json, multiprocessing, spacy
+        if __name__ == "__main__":
+            multiprocessing.set_start_method({method!r})
+            nlp = spacy.load({str(tmp_path / "nlp")!r})
+            docs = nlp.pipe({texts!r}, n_process=2, batch_size=7)
+            print(json.dumps([[t.tag_ for t in d] for d in docs]))
+    """
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(code))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert srsly.json_loads(result.stdout) == expected
+
+
+def test_memory_stays_flat_while_tagging_many_docs(trained_nlp):
+    texts = ["I like green eggs and ham %d" % i for i in range(20000)]
+    process = psutil.Process()
+    for i, _ in enumerate(trained_nlp.pipe(texts[:2000], batch_size=256)):
+        pass
+    baseline = process.memory_info().rss
+    for _ in trained_nlp.pipe(texts, batch_size=256):
+        pass
+    growth_mb = (process.memory_info().rss - baseline) / 2**20
+    assert growth_mb < 50, f"RSS grew by {growth_mb:.1f} MB over 20,000 docs"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=80))
+def test_property_random_text(trained_nlp, text):
+    doc = trained_nlp(text)
+    assert len(doc) == len(trained_nlp.make_doc(text))
+    assert_valid(trained_nlp, doc)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(st.text(min_size=1, max_size=30), max_size=40))
+def test_property_random_word_lists(trained_nlp, words):
+    doc = trained_nlp(Doc(trained_nlp.vocab, words=words, spaces=[True] * len(words)))
+    assert len(doc) == len(words)
+    assert_valid(trained_nlp, doc)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(st.text(max_size=40), min_size=1, max_size=8))
+def test_property_batches_equal_single_docs(trained_nlp, batch):
+    together = [[t.tag_ for t in d] for d in trained_nlp.pipe(batch, batch_size=len(batch))]
+    alone = [[t.tag_ for t in trained_nlp(text)] for text in batch]
+    assert together == alone
