@@ -8,13 +8,15 @@ torch-backed model needs: torch threads in worker processes and clear
 errors for unknown tags and bad saved weights.
 """
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import numpy
 import torch
 from spacy.language import Language
 from spacy.pipeline import Tagger
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Token
 from spacy.training import Example
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
@@ -26,6 +28,26 @@ DEFAULT_MODEL_CONFIG = """
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
+# Written only when the component runs with store_probabilities = true.
+for _name in ("tag_prob", "tag_alternatives"):
+    if not Token.has_extension(_name):
+        Token.set_extension(_name, default=None)
+
+
+@dataclass
+class TagPredictions:
+    """What ``predict`` returns when probabilities are stored: the argmax
+    tag ids (as spaCy's Tagger returns) plus the per-token probabilities."""
+
+    guesses: List[numpy.ndarray]
+    probabilities: List[Floats2d]
+
+    def __len__(self) -> int:
+        return len(self.guesses)
+
+    def __getitem__(self, i: int) -> numpy.ndarray:
+        return self.guesses[i]
+
 
 @Language.factory(
     "lstm_tagger",
@@ -36,6 +58,8 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "scorer": {"@scorers": "spacy.tagger_scorer.v1"},
         "neg_prefix": "!",
         "label_smoothing": 0.0,
+        "store_probabilities": False,
+        "n_alternatives": 3,
     },
     default_score_weights={"tag_acc": 1.0},
 )
@@ -47,25 +71,72 @@ def make_lstm_tagger(
     scorer: Optional[Callable],
     neg_prefix: str,
     label_smoothing: float,
+    store_probabilities: bool,
+    n_alternatives: int,
 ) -> "LSTMTagger":
     """Create an ``lstm_tagger``: a part-of-speech tagger powered by a word +
-    character BiLSTM written in PyTorch. Predicted tags go to ``Token.tag_``."""
+    character BiLSTM written in PyTorch. Predicted tags go to ``Token.tag_``.
+
+    store_probabilities: also write ``token._.tag_prob`` (probability of the
+        token's tag) and ``token._.tag_alternatives`` (the ``n_alternatives``
+        most probable ``(tag, probability)`` pairs). Off by default: costs nothing then.
+    """
     return LSTMTagger(
         nlp.vocab, model, name, overwrite=overwrite, scorer=scorer,
         neg_prefix=neg_prefix, label_smoothing=label_smoothing,
+        store_probabilities=store_probabilities, n_alternatives=n_alternatives,
     )
 
 
 class LSTMTagger(Tagger):
     """spaCy's Tagger, driven by a PyTorch word + char BiLSTM."""
 
-    def __init__(self, vocab: Vocab, model: Model, name: str = "lstm_tagger", **kwargs) -> None:
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "lstm_tagger",
+        *,
+        store_probabilities: bool = False,
+        n_alternatives: int = 3,
+        **kwargs,
+    ) -> None:
         super().__init__(vocab, model, name, **kwargs)
+        if n_alternatives < 1:
+            raise ValueError(f"n_alternatives must be at least 1, got {n_alternatives}")
+        self.store_probabilities = store_probabilities
+        self.n_alternatives = n_alternatives
         self._pid = os.getpid()
 
     def predict(self, docs: Iterable[Doc]):
         self._limit_threads_in_worker()
-        return super().predict(list(docs))
+        docs = list(docs)
+        if not self.store_probabilities:
+            return super().predict(docs)
+        if not any(len(doc) for doc in docs):
+            probabilities = [self.model.ops.alloc2f(0, len(self.labels)) for _ in docs]
+        else:
+            probabilities = self.model.predict(docs)
+        return TagPredictions(self._scores2guesses(probabilities), probabilities)
+
+    def set_annotations(self, docs: Sequence[Doc], predictions) -> None:
+        if isinstance(docs, Doc):
+            docs = [docs]
+        if not isinstance(predictions, TagPredictions):
+            return super().set_annotations(docs, predictions)
+        super().set_annotations(docs, predictions.guesses)
+        labels = self.labels
+        label_index = {label: i for i, label in enumerate(labels)}
+        k = min(self.n_alternatives, len(labels))
+        for doc, probs in zip(docs, predictions.probabilities):
+            probs = self.model.ops.to_numpy(probs)
+            if not len(probs):
+                continue
+            top = numpy.argsort(-probs, axis=1, kind="stable")[:, :k]
+            for token, row, best in zip(doc, probs, top):
+                i = label_index.get(token.tag_)
+                token._.tag_prob = None if i is None else float(row[i])
+                token._.tag_alternatives = [(labels[j], float(row[j])) for j in best]
 
     def _limit_threads_in_worker(self) -> None:
         """In a process forked or spawned by ``nlp.pipe(n_process=N)`` use one
