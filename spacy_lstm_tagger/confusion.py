@@ -1,0 +1,137 @@
+"""Tag confusion report: where does a tagger fail?
+
+Evaluates any spaCy pipeline that sets ``Token.tag_`` on gold-tokenized data
+(``.spacy`` DocBin or ``.conllu``) and writes per-tag precision / recall / F1,
+the most frequent confusions, and a confusion-matrix PNG of the most confused
+tags.
+
+    python -m spacy_lstm_tagger confusion MODEL DATA --output DIR
+"""
+from collections import Counter
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple, Union
+
+import numpy
+import spacy
+import srsly
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from spacy.training.converters import conllu_to_docs
+
+
+def load_gold_docs(nlp: Language, path: Union[str, Path]) -> List[Doc]:
+    """Gold Docs from a ``.spacy`` or ``.conllu`` file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Evaluation data not found: {path}")
+    if path.suffix == ".spacy":
+        return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+    if path.suffix == ".conllu":
+        return list(conllu_to_docs(path.read_text(encoding="utf8"), n_sents=10, no_print=True))
+    raise ValueError(f"Unsupported evaluation file {path}: expected .spacy or .conllu")
+
+
+def tag_pairs(nlp: Language, gold_docs: Iterable[Doc], batch_size: int = 256) -> List[Tuple[str, str]]:
+    """(gold, predicted) tag pairs, predicting on the gold tokenization."""
+    gold_docs = list(gold_docs)
+    inputs = (Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs)
+    pairs = []
+    for gold, pred in zip(gold_docs, nlp.pipe(inputs, batch_size=batch_size)):
+        pairs.extend((g.tag_, p.tag_) for g, p in zip(gold, pred) if g.tag_)
+    return pairs
+
+
+def per_tag_scores(pairs: List[Tuple[str, str]]) -> Dict[str, Dict[str, float]]:
+    """Precision, recall, F1 and support (gold count) for every tag."""
+    gold_counts = Counter(g for g, _ in pairs)
+    pred_counts = Counter(p for _, p in pairs)
+    correct = Counter(g for g, p in pairs if g == p)
+    scores = {}
+    for tag in sorted(set(gold_counts) | set(pred_counts)):
+        p = correct[tag] / pred_counts[tag] if pred_counts[tag] else 0.0
+        r = correct[tag] / gold_counts[tag] if gold_counts[tag] else 0.0
+        f = 2 * p * r / (p + r) if p + r else 0.0
+        scores[tag] = {"p": round(p, 4), "r": round(r, 4), "f": round(f, 4), "support": gold_counts[tag]}
+    return scores
+
+
+def confusion_report(pairs: List[Tuple[str, str]], top_n: int = 15) -> Dict:
+    errors = Counter((g, p) for g, p in pairs if g != p)
+    return {
+        "n_tokens": len(pairs),
+        "tag_acc": round(sum(g == p for g, p in pairs) / len(pairs), 4) if pairs else None,
+        "per_tag": per_tag_scores(pairs),
+        "top_confusions": [{"gold": g, "predicted": p, "count": c} for (g, p), c in errors.most_common(top_n)],
+    }
+
+
+def most_confused_tags(pairs: List[Tuple[str, str]], n_tags: int) -> List[str]:
+    errors = Counter()
+    for g, p in pairs:
+        if g != p:
+            errors[g] += 1
+            errors[p] += 1
+    return [tag for tag, _ in errors.most_common(n_tags)]
+
+
+def plot_confusion(pairs: List[Tuple[str, str]], png_path: Path, n_tags: int = 15) -> None:
+    """Confusion matrix (row-normalized, diagonal blanked) of the most confused tags."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tags = most_confused_tags(pairs, n_tags)
+    index = {t: i for i, t in enumerate(tags)}
+    matrix = numpy.zeros((len(tags), len(tags)), dtype="int64")
+    for g, p in pairs:
+        if g in index and p in index and g != p:
+            matrix[index[g], index[p]] += 1
+    fig, ax = plt.subplots(figsize=(max(4, 1 + 0.5 * len(tags)), max(3.5, 1 + 0.45 * len(tags))))
+    if not tags:
+        ax.text(0.5, 0.5, "no tagging errors", ha="center", va="center")
+        ax.set_axis_off()
+        fig.savefig(png_path, dpi=110)
+        plt.close(fig)
+        return
+    image = ax.imshow(matrix, cmap="Reds")
+    ax.set_xticks(range(len(tags)), tags, rotation=90)
+    ax.set_yticks(range(len(tags)), tags)
+    ax.set_xlabel("predicted tag")
+    ax.set_ylabel("gold tag")
+    ax.set_title(f"Errors among the {len(tags)} most confused tags")
+    for i in range(len(tags)):
+        for j in range(len(tags)):
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
+def run_confusion(model: Union[str, Path], data: Union[str, Path], output: Union[str, Path],
+                  top_n: int = 15, batch_size: int = 256) -> Dict:
+    """Evaluate ``model`` on ``data``; write ``confusion.json`` and ``confusion.png`` to ``output``."""
+    nlp = spacy.load(model)
+    pairs = tag_pairs(nlp, load_gold_docs(nlp, data), batch_size=batch_size)
+    if not pairs:
+        raise ValueError(f"No gold tags found in {data}: nothing to evaluate")
+    report = confusion_report(pairs, top_n=top_n)
+    report.update({"model": str(model), "data": str(data)})
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    srsly.write_json(output / "confusion.json", report)
+    plot_confusion(pairs, output / "confusion.png", n_tags=top_n)
+    return report
+
+
+def print_report(report: Dict, n_rows: Optional[int] = None) -> None:
+    from wasabi import msg
+
+    msg.info(f"tag_acc {report['tag_acc']:.4f} over {report['n_tokens']} tokens")
+    rows = sorted(report["per_tag"].items(), key=lambda kv: -kv[1]["support"])[:n_rows]
+    msg.table([[t, s["p"], s["r"], s["f"], s["support"]] for t, s in rows],
+              header=["tag", "P", "R", "F", "support"], divider=True)
+    msg.table([[c["gold"], c["predicted"], c["count"]] for c in report["top_confusions"]],
+              header=["gold", "predicted", "count"], divider=True)
