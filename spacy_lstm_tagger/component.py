@@ -19,7 +19,8 @@ from spacy.pipeline import Tagger
 from spacy.tokens import Doc, Token
 from spacy.training import Example
 from spacy.vocab import Vocab
-from thinc.api import Config, Model
+from spacy.scorer import Scorer
+from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
 DEFAULT_MODEL_CONFIG = """
@@ -36,11 +37,13 @@ for _name in ("tag_prob", "tag_alternatives"):
 
 @dataclass
 class TagPredictions:
-    """What ``predict`` returns when probabilities are stored: the argmax
-    tag ids (as spaCy's Tagger returns) plus the per-token probabilities."""
+    """What ``predict`` returns when probabilities are stored or the joint POS
+    head is on: the argmax tag ids (what spaCy's Tagger returns), plus the tag
+    probabilities and/or the POS ids."""
 
     guesses: List[numpy.ndarray]
-    probabilities: List[Floats2d]
+    probabilities: Optional[List[Floats2d]] = None
+    pos_guesses: Optional[List[numpy.ndarray]] = None
 
     def __len__(self) -> int:
         return len(self.guesses)
@@ -108,16 +111,44 @@ class LSTMTagger(Tagger):
         self.n_alternatives = n_alternatives
         self._pid = os.getpid()
 
+    @property
+    def joint_pos(self) -> bool:
+        """Whether the model has the second (UPOS) head writing ``Token.pos_``."""
+        return bool(self.model.attrs.get("joint_pos", False))
+
+    @property
+    def pos_labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg.get("pos_labels", ()))
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
+                   labels: Optional[Sequence[str]] = None, pos_labels: Optional[Sequence[str]] = None) -> None:
+        """spaCy's Tagger initialize; with ``joint_pos`` the POS labels are
+        read from the data's ``Token.pos_`` (or given as ``pos_labels``)."""
+        if self.joint_pos:
+            if pos_labels is None:
+                pos_labels = sorted({t.pos_ for eg in get_examples() for t in eg.reference if t.pos_})
+            if not pos_labels:
+                raise ValueError(
+                    f"[{self.name}] joint_pos is on but the training data has no POS "
+                    "annotation (Token.pos_): add it or set joint_pos = false."
+                )
+            self.cfg["pos_labels"] = list(pos_labels)
+            self.model.set_dim("nP", len(pos_labels), force=True)
+        super().initialize(get_examples, nlp=nlp, labels=labels)
+
     def predict(self, docs: Iterable[Doc]):
         self._limit_threads_in_worker()
         docs = list(docs)
-        if not self.store_probabilities:
+        if not self.store_probabilities and not self.joint_pos:
             return super().predict(docs)
-        if not any(len(doc) for doc in docs):
-            probabilities = [self.model.ops.alloc2f(0, len(self.labels)) for _ in docs]
-        else:
-            probabilities = self.model.predict(docs)
-        return TagPredictions(self._scores2guesses(probabilities), probabilities)
+        scores = self.model.predict(docs)
+        n_tags = len(self.labels)
+        tag_scores = [s[:, :n_tags] for s in scores]
+        return TagPredictions(
+            guesses=self._scores2guesses(tag_scores),
+            probabilities=tag_scores if self.store_probabilities else None,
+            pos_guesses=self._scores2guesses([s[:, n_tags:] for s in scores]) if self.joint_pos else None,
+        )
 
     def set_annotations(self, docs: Sequence[Doc], predictions) -> None:
         if isinstance(docs, Doc):
@@ -125,10 +156,24 @@ class LSTMTagger(Tagger):
         if not isinstance(predictions, TagPredictions):
             return super().set_annotations(docs, predictions)
         super().set_annotations(docs, predictions.guesses)
+        if predictions.pos_guesses is not None:
+            self._set_pos(docs, predictions.pos_guesses)
+        if predictions.probabilities is not None:
+            self._set_probabilities(docs, predictions.probabilities)
+
+    def _set_pos(self, docs: Sequence[Doc], pos_guesses: List[numpy.ndarray]) -> None:
+        overwrite = self.cfg["overwrite"]
+        pos_labels = self.pos_labels
+        for doc, guesses in zip(docs, pos_guesses):
+            for token, i in zip(doc, guesses):
+                if overwrite or not token.pos:
+                    token.pos_ = pos_labels[i]
+
+    def _set_probabilities(self, docs: Sequence[Doc], probabilities: List[Floats2d]) -> None:
         labels = self.labels
         label_index = {label: i for i, label in enumerate(labels)}
         k = min(self.n_alternatives, len(labels))
-        for doc, probs in zip(docs, predictions.probabilities):
+        for doc, probs in zip(docs, probabilities):
             probs = self.model.ops.to_numpy(probs)
             if not len(probs):
                 continue
@@ -153,22 +198,45 @@ class LSTMTagger(Tagger):
         state["_pid"] = None
         return state
 
-    def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, Floats2d]:
-        """spaCy's tagger loss, after checking that every gold tag is a known
-        label (spaCy would fail with a bare ``KeyError``)."""
+    def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List[Floats2d]]:
+        """spaCy's tagger loss (plus the POS loss with ``joint_pos``), after
+        checking that every gold label is known (spaCy would fail with a bare
+        ``KeyError``)."""
         examples = list(examples)
-        known = set(self.labels)
-        neg_prefix = self.cfg["neg_prefix"]
+        self._check_gold_labels(examples, "TAG", self.labels, "tag", self.cfg["neg_prefix"])
+        if not self.joint_pos:
+            return super().get_loss(examples, scores)
+        n_tags = len(self.labels)
+        tag_loss, d_tags = super().get_loss(examples, [s[:, :n_tags] for s in scores])
+        self._check_gold_labels(examples, "POS", self.pos_labels, "POS", None)
+        pos_loss_func = SequenceCategoricalCrossentropy(
+            names=self.pos_labels, normalize=False, label_smoothing=self.cfg["label_smoothing"]
+        )
+        truths = [[pos or None for pos in eg.get_aligned("POS", as_string=True)] for eg in examples]
+        d_pos, pos_loss = pos_loss_func([s[:, n_tags:] for s in scores], truths)
+        xp = self.model.ops.xp
+        return tag_loss + float(pos_loss), [xp.hstack([t, p]) for t, p in zip(d_tags, d_pos)]
+
+    def _check_gold_labels(self, examples: List[Example], attr: str, labels: Sequence[str],
+                           what: str, neg_prefix: Optional[str]) -> None:
+        known = set(labels)
         for eg in examples:
-            for tag in eg.get_aligned("TAG", as_string=True):
-                if tag and tag not in known and not tag.startswith(neg_prefix):
+            for label in eg.get_aligned(attr, as_string=True):
+                if label and label not in known and not (neg_prefix and label.startswith(neg_prefix)):
                     raise ValueError(
-                        f"[{self.name}] The training data has the tag {tag!r}, which is not "
-                        f"among the component's {len(known)} labels. Initialize the pipeline "
-                        "on data that contains every tag (or pass the full label set, e.g. "
+                        f"[{self.name}] The training data has the {what} {label!r}, which is not "
+                        f"among the component's {len(known)} {what} labels. Initialize the pipeline "
+                        "on data that contains every label (or pass the full label set, e.g. "
                         "from `spacy init labels`)."
                     )
-        return super().get_loss(examples, scores)
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict:
+        """``tag_acc`` as spaCy's tagger scores it, plus ``pos_acc`` with ``joint_pos``."""
+        examples = list(examples)
+        scores = super().score(examples, **kwargs)
+        if self.joint_pos:
+            scores.update(Scorer.score_token_attr(examples, "pos"))
+        return scores
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "LSTMTagger":
         try:

@@ -58,6 +58,7 @@ def build_wordchar_bilstm_tagger(
     word_dropout: float = 0.1,
     max_window: int = 512,
     window_context: int = 64,
+    joint_pos: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model.
@@ -75,7 +76,10 @@ def build_wordchar_bilstm_tagger(
         with the unknown-word row, so rare words lean on their characters.
     max_window, window_context: Docs longer than ``max_window`` tokens are
         tagged in overlapping windows with ``window_context`` tokens of context.
-    nO: number of tags; inferred at initialize when not given.
+    joint_pos: add a second linear head for UPOS (``Token.pos_``); each
+        output row is then the tag probabilities followed by the POS ones.
+    nO: number of tags; inferred at initialize when not given. The number of
+        POS classes is the dim ``nP``, set by the component at initialize.
     """
     _check_positive(
         word_embed_size=word_embed_size, n_word_hashes=n_word_hashes,
@@ -118,7 +122,8 @@ def build_wordchar_bilstm_tagger(
         forward,
         init=init,
         layers=[wrapper],
-        dims={"nO": nO},
+        dims={"nO": nO, "nP": None if joint_pos else 0},
+        attrs={"joint_pos": joint_pos},
     )
 
 
@@ -179,8 +184,8 @@ def get_torch_module(model: Model) -> WordCharBiLSTMTagger:
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     if not any(len(doc) for doc in docs):
-        n_labels = model.get_dim("nO")
-        return [model.ops.alloc2f(0, n_labels) for _ in docs], lambda dY: []
+        n_columns = model.get_dim("nO") + (model.get_dim("nP") if model.has_dim("nP") else 0)
+        return [model.ops.alloc2f(0, n_columns) for _ in docs], lambda dY: []
     return model.layers[0](docs, is_train)
 
 
@@ -197,8 +202,14 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
             "Add labels to the component or pass gold examples to initialize."
         )
     n_labels = model.get_dim("nO")
+    if not model.has_dim("nP"):
+        raise ValueError(
+            "Cannot initialize the lstm_tagger model with joint_pos = true: the number of "
+            "POS labels (nP) is unknown. The lstm_tagger component sets it from the data."
+        )
     module = get_torch_module(model)
     module.resize_output(n_labels)
+    module.resize_pos_output(model.get_dim("nP"))
     for submodule in module.modules():
         if submodule is not module and hasattr(submodule, "reset_parameters"):
             submodule.reset_parameters()
@@ -235,7 +246,11 @@ def convert_outputs(
     docs, logits = docs_and_scores
     ops = model.ops
     windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
-    probs = torch2xp(torch.softmax(logits.detach().float(), dim=-1), ops=ops)
+    n_tags = model.shims[0]._model.n_labels
+    with torch.no_grad():
+        # one softmax per head: tags, then POS if present
+        heads = torch.split(logits.detach().float(), [n_tags, logits.shape[-1] - n_tags], dim=-1)
+        probs = torch2xp(torch.cat([torch.softmax(h, dim=-1) for h in heads if h.shape[-1]], dim=-1), ops=ops)
     n_labels = probs.shape[-1]
     pieces: List[List[Floats2d]] = [[] for _ in docs]
     for w, win in enumerate(windows):
@@ -293,6 +308,7 @@ def deserialize_torch_module(
         raise ValueError(f"lstm_tagger weights are truncated or corrupted: {err}") from err
     if "output.weight" in state:
         module.resize_output(state["output.weight"].shape[0])
+    module.resize_pos_output(state["pos_output.weight"].shape[0] if "pos_output.weight" in state else 0)
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if expected != found:

@@ -82,6 +82,8 @@ class WordCharBiLSTMTagger(nn.Module):
         self.output_dropout = nn.Dropout(dropout)
         self.encoding_size = 2 * hidden_size
         self.output: Optional[nn.Linear] = None
+        # optional second head (e.g. UPOS), scored beside the tags
+        self.pos_output: Optional[nn.Linear] = None
         if n_labels is not None:
             self.resize_output(n_labels)
 
@@ -98,6 +100,17 @@ class WordCharBiLSTMTagger(nn.Module):
         device = self.word_embed.weight.device
         self.output = nn.Linear(self.encoding_size, n_labels).to(device)
 
+    @property
+    def n_pos_labels(self) -> int:
+        return 0 if self.pos_output is None else self.pos_output.out_features
+
+    def resize_pos_output(self, n_pos_labels: int) -> None:
+        """(Re)create the second head for ``n_pos_labels`` classes (0 removes it)."""
+        if n_pos_labels == self.n_pos_labels:
+            return
+        device = self.word_embed.weight.device
+        self.pos_output = nn.Linear(self.encoding_size, n_pos_labels).to(device) if n_pos_labels else None
+
     def forward(
         self,
         word_ids: torch.Tensor,
@@ -106,7 +119,8 @@ class WordCharBiLSTMTagger(nn.Module):
         token_types: torch.Tensor,
         lengths: torch.Tensor,
     ) -> torch.Tensor:
-        """Return tag scores of shape (n_sequences, max_len, n_labels).
+        """Return scores of shape (n_sequences, max_len, n_labels + n_pos_labels):
+        the tag scores, then the second head's scores if it exists.
 
         word_ids: (n_seqs, max_len, n_word_hashes) rows of the word table
         char_ids, char_lengths: characters of each unique word type
@@ -127,4 +141,7 @@ class WordCharBiLSTMTagger(nn.Module):
         packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
-        return self.output(self.output_dropout(encoded))
+        encoded = self.output_dropout(encoded)
+        if self.pos_output is None:
+            return self.output(encoded)
+        return torch.cat([self.output(encoded), self.pos_output(encoded)], dim=-1)
