@@ -1,0 +1,62 @@
+"""Score a trained pipeline on the held-out test split, or on dev when there is
+no test split (and say so, on the console and in the metrics JSON).
+
+    python scripts/evaluate.py training/lstm_tagger_efficiency/model-best corpus \
+        metrics/lstm_tagger_efficiency.json --gpu-id -1
+
+Uses gold tokenization (gold_preproc), like the training configs. The JSON has
+spaCy's metrics (token_acc, tag_acc, pos_acc, speed, ...) plus `split`
+("test" or "dev") and `data`.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import srsly
+
+
+def pick_split(corpus_dir: Path):
+    test = corpus_dir / "en_ewt-ud-test.spacy"
+    dev = corpus_dir / "en_ewt-ud-dev.spacy"
+    if test.exists():
+        return "test", test, None
+    note = (
+        f"No test split ({test} is missing: the treebank directory has no "
+        "en_ewt-ud-test.conllu). Scoring the DEV split instead: these are dev "
+        "scores, the same data used to select model-best, not held-out test scores."
+    )
+    return "dev", dev, note
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="pipeline directory or package name")
+    parser.add_argument("corpus_dir", type=Path, help="directory with en_ewt-ud-{test,dev}.spacy")
+    parser.add_argument("output", type=Path, help="metrics JSON to write")
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    args = parser.parse_args(argv)
+
+    split, data, note = pick_split(args.corpus_dir)
+    if not data.exists():
+        print(f"[evaluate] ERROR: {data} not found: run the `convert` step first", file=sys.stderr)
+        return 1
+    if note:
+        print(f"[evaluate] WARNING: {note}", flush=True)
+    print(f"[evaluate] scoring {args.model} on {split} ({data})", flush=True)
+
+    from spacy.cli.evaluate import evaluate
+
+    scores = evaluate(args.model, data, use_gpu=args.gpu_id, gold_preproc=True, silent=False)
+    result = {"split": split, "data": str(data), "model": str(args.model), **scores}
+    if note:
+        result["note"] = note
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_json(args.output, result)
+    tag_acc = scores.get("tag_acc")
+    shown = "n/a" if tag_acc is None else f"{100 * tag_acc:.2f}"
+    print(f"[evaluate] {split} tag_acc = {shown}  ->  {args.output}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
