@@ -23,6 +23,9 @@ from spacy.scorer import Scorer
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
+from .crf import crf_loss, crf_marginals, viterbi_decode
+from .model import get_torch_module
+
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v1"
@@ -107,6 +110,8 @@ class LSTMTagger(Tagger):
         super().__init__(vocab, model, name, **kwargs)
         if n_alternatives < 1:
             raise ValueError(f"n_alternatives must be at least 1, got {n_alternatives}")
+        if self.use_crf and self.cfg["label_smoothing"]:
+            raise ValueError(f"[{name}] label_smoothing is not supported with crf = true: set it to 0")
         self.store_probabilities = store_probabilities
         self.n_alternatives = n_alternatives
         self._pid = os.getpid()
@@ -115,6 +120,11 @@ class LSTMTagger(Tagger):
     def joint_pos(self) -> bool:
         """Whether the model has the second (UPOS) head writing ``Token.pos_``."""
         return bool(self.model.attrs.get("joint_pos", False))
+
+    @property
+    def use_crf(self) -> bool:
+        """Whether tags are decoded by the model's linear-chain CRF (Viterbi)."""
+        return bool(self.model.attrs.get("crf", False))
 
     @property
     def pos_labels(self) -> Tuple[str, ...]:
@@ -139,14 +149,21 @@ class LSTMTagger(Tagger):
     def predict(self, docs: Iterable[Doc]):
         self._limit_threads_in_worker()
         docs = list(docs)
-        if not self.store_probabilities and not self.joint_pos:
+        if not self.store_probabilities and not self.joint_pos and not self.use_crf:
             return super().predict(docs)
         scores = self.model.predict(docs)
         n_tags = len(self.labels)
         tag_scores = [s[:, :n_tags] for s in scores]
+        if self.use_crf:
+            crf = get_torch_module(self.model).crf
+            guesses = viterbi_decode(crf, tag_scores)
+            probabilities = crf_marginals(self.model.ops, crf, tag_scores) if self.store_probabilities else None
+        else:
+            guesses = self._scores2guesses(tag_scores)
+            probabilities = tag_scores if self.store_probabilities else None
         return TagPredictions(
-            guesses=self._scores2guesses(tag_scores),
-            probabilities=tag_scores if self.store_probabilities else None,
+            guesses=guesses,
+            probabilities=probabilities,
             pos_guesses=self._scores2guesses([s[:, n_tags:] for s in scores]) if self.joint_pos else None,
         )
 
@@ -204,10 +221,14 @@ class LSTMTagger(Tagger):
         ``KeyError``)."""
         examples = list(examples)
         self._check_gold_labels(examples, "TAG", self.labels, "tag", self.cfg["neg_prefix"])
-        if not self.joint_pos:
-            return super().get_loss(examples, scores)
         n_tags = len(self.labels)
-        tag_loss, d_tags = super().get_loss(examples, [s[:, :n_tags] for s in scores])
+        tag_scores = [s[:, :n_tags] for s in scores] if self.joint_pos else scores
+        if self.use_crf:
+            tag_loss, d_tags = self._crf_loss(examples, tag_scores)
+        else:
+            tag_loss, d_tags = super().get_loss(examples, tag_scores)
+        if not self.joint_pos:
+            return tag_loss, d_tags
         self._check_gold_labels(examples, "POS", self.pos_labels, "POS", None)
         pos_loss_func = SequenceCategoricalCrossentropy(
             names=self.pos_labels, normalize=False, label_smoothing=self.cfg["label_smoothing"]
@@ -216,6 +237,30 @@ class LSTMTagger(Tagger):
         d_pos, pos_loss = pos_loss_func([s[:, n_tags:] for s in scores], truths)
         xp = self.model.ops.xp
         return tag_loss + float(pos_loss), [xp.hstack([t, p]) for t, p in zip(d_tags, d_pos)]
+
+    def _crf_loss(self, examples: List[Example], tag_scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+        """CRF sequence loss. Missing tags allow every tag (marginalized);
+        ``neg_prefix`` labels forbid one."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        neg_prefix = self.cfg["neg_prefix"]
+        allowed = []
+        for eg in examples:
+            tags = eg.get_aligned("TAG", as_string=True)
+            mask = numpy.ones((len(tags), len(index)), dtype=bool)
+            for k, tag in enumerate(tags):
+                if not tag:
+                    continue
+                if tag not in index and tag.startswith(neg_prefix):
+                    if tag[len(neg_prefix):] in index:
+                        mask[k, index[tag[len(neg_prefix):]]] = False
+                    continue
+                mask[k] = False
+                mask[k, index[tag]] = True
+            allowed.append(mask)
+        loss, d_scores = crf_loss(self.model.ops, get_torch_module(self.model).crf, tag_scores, allowed)
+        if numpy.isnan(loss):
+            raise ValueError(f"[{self.name}] The CRF loss is NaN: training diverged (try a lower learn_rate)")
+        return loss, d_scores
 
     def _check_gold_labels(self, examples: List[Example], attr: str, labels: Sequence[str],
                            what: str, neg_prefix: Optional[str]) -> None:

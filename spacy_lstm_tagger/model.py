@@ -59,6 +59,7 @@ def build_wordchar_bilstm_tagger(
     max_window: int = 512,
     window_context: int = 64,
     joint_pos: bool = False,
+    crf: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model.
@@ -78,6 +79,9 @@ def build_wordchar_bilstm_tagger(
         tagged in overlapping windows with ``window_context`` tokens of context.
     joint_pos: add a second linear head for UPOS (``Token.pos_``); each
         output row is then the tag probabilities followed by the POS ones.
+    crf: decode tags with a linear-chain CRF (Viterbi) trained with the
+        sequence log-likelihood; the tag columns of the output are then raw
+        emission scores, not probabilities.
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
@@ -103,7 +107,7 @@ def build_wordchar_bilstm_tagger(
         n_word_rows=n_word_rows, n_word_hashes=n_word_hashes, word_embed_size=word_embed_size,
         n_chars=n_chars, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
-        n_labels=nO,
+        crf=crf, n_labels=nO,
     )
     wrapper = PyTorchWrapper_v3(
         module,
@@ -123,7 +127,7 @@ def build_wordchar_bilstm_tagger(
         init=init,
         layers=[wrapper],
         dims={"nO": nO, "nP": None if joint_pos else 0},
-        attrs={"joint_pos": joint_pos},
+        attrs={"joint_pos": joint_pos, "crf": crf},
     )
 
 
@@ -237,20 +241,26 @@ def convert_outputs(
     model: Model, docs_and_scores: Tuple[Sequence[Doc], torch.Tensor], is_train: bool,
     *, features: FeatureConfig,
 ) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], ArgsKwargs]]:
-    """Padded window scores -> one softmax-normalized (n_tokens, n_labels) array per Doc.
+    """Padded window scores -> one (n_tokens, n_labels) array per Doc.
 
-    As in Thinc's ``Softmax`` layer, the incoming gradient is taken to be the
-    gradient of the loss w.r.t. the unnormalized scores (true for spaCy's
-    cross-entropy loss), so it is passed straight back to the torch logits.
+    Each head is softmax-normalized, except the tag head of a CRF model, which
+    stays raw emission scores for the CRF. As in Thinc's ``Softmax`` layer, the
+    incoming gradient is taken to be the gradient of the loss w.r.t. the
+    unnormalized scores (true for spaCy's cross-entropy loss and for the CRF
+    loss), so it is passed straight back to the torch logits.
     """
     docs, logits = docs_and_scores
     ops = model.ops
     windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
-    n_tags = model.shims[0]._model.n_labels
+    module = model.shims[0]._model
+    n_tags = module.n_labels
     with torch.no_grad():
-        # one softmax per head: tags, then POS if present
-        heads = torch.split(logits.detach().float(), [n_tags, logits.shape[-1] - n_tags], dim=-1)
-        probs = torch2xp(torch.cat([torch.softmax(h, dim=-1) for h in heads if h.shape[-1]], dim=-1), ops=ops)
+        # one softmax per head (tags, then POS if present); CRF emissions stay raw
+        tag_logits, pos_logits = torch.split(logits.detach().float(), [n_tags, logits.shape[-1] - n_tags], dim=-1)
+        heads = [tag_logits if module.use_crf else torch.softmax(tag_logits, dim=-1)]
+        if pos_logits.shape[-1]:
+            heads.append(torch.softmax(pos_logits, dim=-1))
+        probs = torch2xp(torch.cat(heads, dim=-1), ops=ops)
     n_labels = probs.shape[-1]
     pieces: List[List[Floats2d]] = [[] for _ in docs]
     for w, win in enumerate(windows):

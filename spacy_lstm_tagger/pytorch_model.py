@@ -59,6 +59,7 @@ class WordCharBiLSTMTagger(nn.Module):
         depth: int,
         dropout: float,
         word_dropout: float,
+        crf: bool = False,
         n_labels: Optional[int] = None,
     ) -> None:
         super().__init__()
@@ -82,6 +83,8 @@ class WordCharBiLSTMTagger(nn.Module):
         self.output_dropout = nn.Dropout(dropout)
         self.encoding_size = 2 * hidden_size
         self.output: Optional[nn.Linear] = None
+        self.use_crf = crf
+        self.crf: Optional[LinearChainCRF] = None
         # optional second head (e.g. UPOS), scored beside the tags
         self.pos_output: Optional[nn.Linear] = None
         if n_labels is not None:
@@ -99,6 +102,8 @@ class WordCharBiLSTMTagger(nn.Module):
             return
         device = self.word_embed.weight.device
         self.output = nn.Linear(self.encoding_size, n_labels).to(device)
+        if self.use_crf:
+            self.crf = LinearChainCRF(n_labels).to(device)
 
     @property
     def n_pos_labels(self) -> int:
@@ -145,3 +150,71 @@ class WordCharBiLSTMTagger(nn.Module):
         if self.pos_output is None:
             return self.output(encoded)
         return torch.cat([self.output(encoded), self.pos_output(encoded)], dim=-1)
+
+
+class LinearChainCRF(nn.Module):
+    """A linear-chain CRF over tag transitions, batched over sequences and
+    vectorized over tags (the only Python loop is over time steps).
+
+    ``transitions[i, j]`` scores tag ``i`` followed by tag ``j``. All methods
+    take emissions of shape (batch, time, n_tags) and a boolean mask (batch,
+    time) whose rows are prefixes (True for the first ``length`` steps,
+    length >= 1).
+    """
+
+    def __init__(self, n_tags: int) -> None:
+        super().__init__()
+        self.transitions = nn.Parameter(torch.zeros(n_tags, n_tags))
+        self.start_transitions = nn.Parameter(torch.zeros(n_tags))
+        self.end_transitions = nn.Parameter(torch.zeros(n_tags))
+
+    def reset_parameters(self) -> None:
+        for param in (self.transitions, self.start_transitions, self.end_transitions):
+            nn.init.uniform_(param, -0.1, 0.1)
+
+    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log Z per sequence (the forward algorithm), shape (batch,)."""
+        score = self.start_transitions + emissions[:, 0]
+        for t in range(1, emissions.shape[1]):
+            step = torch.logsumexp(
+                score.unsqueeze(2) + self.transitions + emissions[:, t].unsqueeze(1), dim=1
+            )
+            score = torch.where(mask[:, t].unsqueeze(1), step, score)
+        return torch.logsumexp(score + self.end_transitions, dim=1)
+
+    def negative_log_likelihood(
+        self, emissions: torch.Tensor, allowed: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Sum over sequences of -log P(gold | x).
+
+        ``allowed`` (batch, time, n_tags) is True for the tags the annotation
+        allows at each step: one tag where it is known, all where it is
+        missing (partial annotation marginalizes over them), all but one for a
+        negative label. Then log P = log Z(allowed paths) - log Z(all paths).
+        """
+        constrained = emissions.masked_fill(~allowed, -1e4)
+        return (self.log_partition(emissions, mask) - self.log_partition(constrained, mask)).sum()
+
+    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """P(tag_t = j | x) for every step, via forward-backward (the gradient
+        of log Z with respect to the emissions)."""
+        with torch.enable_grad():
+            emissions = emissions.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.log_partition(emissions, mask).sum(), emissions)
+        return grad
+
+    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The best tag sequence for each row, shape (batch, time)."""
+        score = self.start_transitions + emissions[:, 0]
+        history = []
+        for t in range(1, emissions.shape[1]):
+            best, best_prev = (score.unsqueeze(2) + self.transitions).max(dim=1)
+            score = torch.where(mask[:, t].unsqueeze(1), best + emissions[:, t], score)
+            history.append(best_prev)
+        current = (score + self.end_transitions).argmax(dim=1)
+        path = [current]
+        for t in range(emissions.shape[1] - 1, 0, -1):
+            previous = history[t - 1].gather(1, current.unsqueeze(1)).squeeze(1)
+            current = torch.where(mask[:, t], previous, current)
+            path.append(current)
+        return torch.stack(path[::-1], dim=1)

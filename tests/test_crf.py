@@ -1,0 +1,116 @@
+"""CRF layer: exact against brute force on tiny problems, and end to end."""
+import itertools
+
+import numpy
+import pytest
+import spacy
+import torch
+from spacy.training import Example
+
+from conftest import TINY_MODEL, TRAIN_DATA, train_tiny
+from spacy_lstm_tagger.pytorch_model import LinearChainCRF
+
+
+def brute_force(crf, emissions):
+    """All paths of one sequence: (log Z, best path, marginals)."""
+    T, L = emissions.shape
+    scores = {}
+    for path in itertools.product(range(L), repeat=T):
+        s = crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+        s = s + sum(emissions[t, path[t]] for t in range(T))
+        s = s + sum(crf.transitions[path[t - 1], path[t]] for t in range(1, T))
+        scores[path] = s
+    values = torch.stack(list(scores.values()))
+    log_z = torch.logsumexp(values, 0)
+    best = max(scores, key=lambda p: scores[p].item())
+    marg = torch.zeros(T, L)
+    for path, s in scores.items():
+        for t, tag in enumerate(path):
+            marg[t, tag] += torch.exp(s - log_z)
+    return log_z, list(best), marg, scores
+
+
+@pytest.fixture
+def crf_and_batch():
+    torch.manual_seed(0)
+    crf = LinearChainCRF(3)
+    crf.reset_parameters()
+    with torch.no_grad():
+        crf.transitions.normal_()
+    lengths = [4, 1, 3]
+    emissions = torch.randn(3, 4, 3)
+    mask = torch.arange(4).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    return crf, emissions, mask, lengths
+
+
+def test_partition_viterbi_and_marginals_match_brute_force(crf_and_batch):
+    crf, emissions, mask, lengths = crf_and_batch
+    log_z = crf.log_partition(emissions, mask)
+    paths = crf.viterbi(emissions, mask)
+    marginals = crf.marginals(emissions, mask)
+    for row, n in enumerate(lengths):
+        bf_z, bf_best, bf_marg, _ = brute_force(crf, emissions[row, :n])
+        assert torch.allclose(log_z[row], bf_z, atol=1e-5)
+        assert paths[row, :n].tolist() == bf_best
+        assert torch.allclose(marginals[row, :n], bf_marg, atol=1e-5)
+
+
+def test_nll_with_known_and_missing_tags_matches_brute_force(crf_and_batch):
+    crf, emissions, mask, lengths = crf_and_batch
+    row, n = 0, lengths[0]
+    gold = [2, None, 0, 1]  # one missing tag: marginalize over it
+    allowed = torch.ones(1, 4, 3, dtype=torch.bool)
+    for t, tag in enumerate(gold):
+        if tag is not None:
+            allowed[0, t] = False
+            allowed[0, t, tag] = True
+    nll = crf.negative_log_likelihood(emissions[:1], allowed, mask[:1])
+    bf_z, _, _, scores = brute_force(crf, emissions[row, :n])
+    consistent = [s for p, s in scores.items() if all(g is None or p[t] == g for t, g in enumerate(gold))]
+    expected = bf_z - torch.logsumexp(torch.stack(consistent), 0)
+    assert torch.allclose(nll, expected, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def crf_nlp():
+    return train_tiny(n_iter=60, crf=True)
+
+
+def test_crf_tagger_overfits_and_roundtrips(crf_nlp, tmp_path):
+    for text, annots in TRAIN_DATA:
+        assert [t.tag_ for t in crf_nlp(text)] == annots["tags"]
+    crf_nlp.to_disk(tmp_path)
+    loaded = spacy.load(tmp_path)
+    texts = [t for t, _ in TRAIN_DATA] + ["", "eggs eggs green"]
+    assert [[t.tag_ for t in d] for d in loaded.pipe(texts)] == [[t.tag_ for t in d] for d in crf_nlp.pipe(texts)]
+
+
+def test_crf_training_updates_transitions():
+    nlp = train_tiny(n_iter=0, crf=True)
+    crf = nlp.get_pipe("lstm_tagger").model.layers[0].shims[0]._model.crf
+    before = crf.transitions.detach().clone()
+    optimizer = nlp.resume_training()
+    examples = [Example.from_dict(nlp.make_doc(t), a) for t, a in TRAIN_DATA]
+    nlp.update(examples, sgd=optimizer)
+    assert not torch.equal(before, crf.transitions.detach())
+
+
+def test_crf_probabilities_are_marginals(crf_nlp, tmp_path):
+    crf_nlp.to_disk(tmp_path)
+    nlp = spacy.load(tmp_path, config={"components": {"lstm_tagger": {"store_probabilities": True}}})
+    doc = nlp("I like green eggs")
+    for token in doc:
+        assert 0 < token._.tag_prob <= 1
+        assert sum(p for _, p in token._.tag_alternatives) <= 1 + 1e-5
+
+
+def test_crf_partial_annotation_gradient_and_label_smoothing_error():
+    nlp = train_tiny(n_iter=0, crf=True)
+    tagger = nlp.get_pipe("lstm_tagger")
+    partial = Example.from_dict(nlp.make_doc("Eat blue ham"), {"tags": ["VB", "", "NN"]})
+    loss, d = tagger.get_loss([partial], tagger.model.predict([partial.predicted]))
+    assert loss > 0 and d[0].shape == (3, len(tagger.labels))
+    numpy.testing.assert_allclose(d[0].sum(axis=1), 0.0, atol=1e-5)  # marginals minus constrained marginals
+    blank = spacy.blank("en")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        blank.add_pipe("lstm_tagger", config={"model": {**TINY_MODEL, "crf": True}, "label_smoothing": 0.1})
