@@ -27,10 +27,20 @@ from typing import Any, Callable, Dict, List, Optional
 import srsly
 
 ROOT = Path(__file__).resolve().parent.parent
-SYSTEMS = {
+MAIN_SYSTEMS = {
     "spacy_tagger": ROOT / "configs" / "spacy_tagger.cfg",
     "lstm_tagger_efficiency": ROOT / "configs" / "lstm_tagger_efficiency.cfg",
     "lstm_tagger_accuracy": ROOT / "configs" / "lstm_tagger_accuracy.cfg",
+}
+# The optional features, each measured against lstm_tagger_efficiency (--systems).
+FEATURE_SYSTEMS = {
+    "lstm_tagger_efficiency_crf": ROOT / "configs" / "lstm_tagger_efficiency_crf.cfg",
+    "lstm_tagger_efficiency_joint_pos": ROOT / "configs" / "lstm_tagger_efficiency_joint_pos.cfg",
+}
+SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS}
+# Inference-only variants: a trained system loaded with config overrides.
+VARIANTS = {
+    "lstm_tagger_efficiency_probs": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"store_probabilities": True}}}),
 }
 BASELINE = "spacy_tagger"
 
@@ -109,14 +119,15 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
     })
 
 
-def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, threads: int, out_path: Path) -> None:
+def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, threads: int, out_path: Path,
+                overrides: Optional[Dict] = None) -> None:
     """Score a trained pipeline on dev and time ``nlp.pipe`` over the dev texts."""
     import spacy
     import torch
     from spacy.training import Corpus
 
     torch.set_num_threads(threads)
-    nlp = spacy.load(model_dir)
+    nlp = spacy.load(model_dir, config=overrides or {})
     examples = list(Corpus(dev, gold_preproc=True)(nlp))
     scores = nlp.evaluate(examples)
     ref_docs = list(Corpus(dev, gold_preproc=False)(nlp))
@@ -138,9 +149,10 @@ def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, thread
 def run(args: argparse.Namespace) -> Dict:
     work = Path(args.work_dir)
     results_path = Path(args.output)
-    systems = args.systems or list(SYSTEMS)
+    systems = args.systems or list(MAIN_SYSTEMS)
+    trained = list(dict.fromkeys(VARIANTS.get(s, (s,))[0] for s in systems))
     # 1. train (resumable: a finished system keeps its train_result.json)
-    for system in systems:
+    for system in trained:
         out_dir = work / system
         if (out_dir / "train_result.json").exists() and not args.retrain:
             print(f"[benchmark] {system}: reusing finished training in {out_dir}", flush=True)
@@ -155,11 +167,13 @@ def run(args: argparse.Namespace) -> Dict:
     measured: Dict[str, Dict] = {}
     for round_ in range(args.rounds):
         for system in systems:
+            source, overrides = VARIANTS.get(system, (system, {}))
             path = work / system / f"measure_{round_}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run([
-                sys.executable, __file__, "measure-one", str(work / system / "model" / "model-best"),
+                sys.executable, __file__, "measure-one", str(work / source / "model" / "model-best"),
                 "--dev", args.dev, "--batch-size", str(args.batch_size), "--repeats", str(args.repeats),
-                "--threads", str(args.threads), "--out", str(path),
+                "--threads", str(args.threads), "--out", str(path), "--overrides", json.dumps(overrides),
             ], check=True)
             measured[system] = srsly.read_json(path)
             timings[system].extend(measured[system]["seconds"])
@@ -174,7 +188,8 @@ def run(args: argparse.Namespace) -> Dict:
         "systems": {},
     }
     for system in systems:
-        train_result = srsly.read_json(work / system / "train_result.json")
+        source = VARIANTS.get(system, (system, {}))[0]
+        train_result = srsly.read_json(work / source / "train_result.json")
         m = measured[system]
         median = statistics.median(timings[system])
         result["systems"][system] = {
@@ -187,7 +202,7 @@ def run(args: argparse.Namespace) -> Dict:
             "best_step": train_result["best_step"],
             "peak_rss_mb": train_result["train_peak_rss_mb"],
             "inference_peak_rss_mb": m["inference_peak_rss_mb"],
-            "model_mb": round(dir_size_mb(work / system / "model" / "model-best"), 2),
+            "model_mb": round(dir_size_mb(work / source / "model" / "model-best"), 2),
             "curve": train_result["curve"],
         }
     if BASELINE in result["systems"]:
@@ -231,7 +246,8 @@ def plot(result: Dict, png_path: Path) -> None:
     ax1.set_title("UD English EWT 2.16 dev accuracy vs training time")
     names = list(result["systems"])
     speeds = [result["systems"][n]["words_per_second"] for n in names]
-    ax2.bar(names, speeds, color=["tab:gray", "tab:orange", "tab:blue"][: len(names)])
+    ax2.bar(range(len(names)), speeds, color=["tab:gray" if n == BASELINE else "tab:blue" for n in names])
+    ax2.set_xticks(range(len(names)), [n.replace("lstm_tagger_", "") for n in names], rotation=20)
     for i, v in enumerate(speeds):
         ax2.text(i, v, f"{v:,}", ha="center", va="bottom")
     ax2.set_ylabel("words / second (nlp.pipe, CPU)")
@@ -249,6 +265,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_meas = sub.add_parser("measure-one")
     p_meas.add_argument("model_dir")
     p_meas.add_argument("--out", required=True)
+    p_meas.add_argument("--overrides", default="{}", help="JSON config overrides for spacy.load")
     for p in (parser, p_one, p_meas):
         p.add_argument("--train", default=str(ROOT / "corpus" / "en_ewt-ud-train.spacy"))
         p.add_argument("--dev", default=str(ROOT / "corpus" / "en_ewt-ud-dev.spacy"))
@@ -257,14 +274,16 @@ def main(argv: Optional[List[str]] = None) -> None:
         p.add_argument("--batch-size", type=int, default=256)
         p.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS))
+    parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS) + list(VARIANTS),
+                        help=f"default: {' '.join(MAIN_SYSTEMS)}")
     parser.add_argument("--retrain", action="store_true", help="ignore finished trainings")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "ewt.json"))
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system, args.threads)
     elif args.command == "measure-one":
-        measure_one(Path(args.model_dir), args.dev, args.batch_size, args.repeats, args.threads, Path(args.out))
+        measure_one(Path(args.model_dir), args.dev, args.batch_size, args.repeats, args.threads, Path(args.out),
+                    json.loads(args.overrides))
     else:
         run(args)
 
