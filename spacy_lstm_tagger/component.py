@@ -3,9 +3,11 @@
 It is spaCy's own :class:`spacy.pipeline.Tagger` with a different default
 model, so labels, ``spacy init labels``, ``overwrite``, ``neg_prefix``,
 ``label_smoothing``, the loss (missing tags ignored), scoring and
-serialization behave exactly as users know them. What it adds is what a
-torch-backed model needs: torch threads in worker processes and clear
-errors for unknown tags and bad saved weights.
+serialization behave exactly as users know them. What it adds: torch
+threads in worker processes, clear errors for unknown labels and bad saved
+weights, and three opt-in features: tag probabilities
+(``store_probabilities``), CRF decoding and a joint UPOS head (model
+settings ``crf`` and ``joint_pos``).
 """
 import os
 from dataclasses import dataclass
@@ -16,10 +18,10 @@ import numpy
 import torch
 from spacy.language import Language
 from spacy.pipeline import Tagger
+from spacy.scorer import Scorer
 from spacy.tokens import Doc, Token
 from spacy.training import Example
 from spacy.vocab import Vocab
-from spacy.scorer import Scorer
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
