@@ -1,0 +1,111 @@
+"""Command line: ``python -m spacy_lstm_tagger COMMAND`` (or ``spacy-lstm-tagger COMMAND``).
+
+    tag        tag a corpus (txt / jsonl / CoNLL-U) into .spacy and/or JSONL
+               partitions, on one process, N processes or a Dask cluster
+    confusion  per-tag scores and confusion matrix of a tagger on gold data
+"""
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from wasabi import msg
+
+app = typer.Typer(name="spacy-lstm-tagger", add_completion=False, no_args_is_help=True,
+                  help="spacy-lstm-tagger: tag corpora at scale, evaluate taggers.")
+
+
+class OutputFormat(str, Enum):
+    spacy = "spacy"
+    jsonl = "jsonl"
+    both = "both"
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    txt = "txt"
+    jsonl = "jsonl"
+    conllu = "conllu"
+
+
+class Engine(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
+class ConlluUnit(str, Enum):
+    sentence = "sentence"
+    newdoc = "newdoc"
+
+
+@app.command("tag")
+def tag_command(
+    model: str = typer.Argument(..., help="Pipeline directory or installed package (with an lstm_tagger or any tagger)"),
+    inputs: List[Path] = typer.Argument(..., help="Input files (.txt one doc per line, .jsonl {\"text\": ...}, .conllu) or directories of them"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory: part-NNNNN.spacy / .jsonl, manifest.json"),
+    output_format: OutputFormat = typer.Option(OutputFormat.spacy, "--format", "-f", help="Write DocBin (.spacy), JSONL (tokens and tags) or both"),
+    input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", "-i", help="Input format (auto: from the file extension)"),
+    conllu_unit: ConlluUnit = typer.Option(ConlluUnit.sentence, "--conllu-docs", help="CoNLL-U: one Doc per sentence or per '# newdoc'"),
+    n_process: int = typer.Option(1, "--n-process", "-n", help="Local engine: processes (nlp.pipe n_process); one torch thread each when > 1"),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
+    engine: Engine = typer.Option(Engine.local, "--engine", "-e", help="local (this process / --n-process) or dask"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (e.g. tcp://host:8786); implies --engine dask. Default: a LocalCluster"),
+    n_workers: Optional[int] = typer.Option(None, "--n-workers", help="LocalCluster worker processes, one thread each (default: one per CPU)"),
+    partition_size: int = typer.Option(5000, "--partition-size", help="Docs per partition (one output file each; the unit of resuming)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per process (default: torch's default for one local process, 1 per worker otherwise)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"),
+) -> None:
+    """Tag a corpus into partitioned output files. Re-running the same command
+    resumes: partitions already written are skipped."""
+    from .tagging import InputError, OutputMismatchError, TaggingError, tag_corpus
+
+    if scheduler:
+        engine = Engine.dask
+    try:
+        stats = tag_corpus(
+            model, inputs, output, formats=output_format.value, input_format=input_format.value,
+            conllu_unit=conllu_unit.value, batch_size=batch_size, partition_size=partition_size,
+            engine=engine.value, n_process=n_process, scheduler=scheduler, n_workers=n_workers,
+            threads=threads, progress=progress,
+        )
+    except (InputError, OutputMismatchError, TaggingError, FileNotFoundError, ValueError) as err:
+        msg.fail(str(err), exits=1)
+    except ImportError as err:
+        msg.fail(f"{err}: the Dask engine needs `pip install \"spacy-lstm-tagger[scale]\"`", exits=1)
+    if stats.n_skipped:
+        msg.info(f"Skipped {stats.n_skipped} of {stats.n_partitions} partitions (already written)")
+    if stats.n_submitted:
+        msg.good(
+            f"Tagged {stats.n_docs} docs ({stats.n_words} words) in {stats.n_submitted} partitions with "
+            f"{stats.engine} in {stats.seconds:.1f}s: {stats.docs_per_s:.1f} docs/s, {stats.words_per_s:.1f} words/s"
+        )
+    else:
+        msg.good(f"Nothing to do: all {stats.n_partitions} partitions of {output} are written")
+    msg.text(f"Output: {output}")
+
+
+@app.command("confusion")
+def confusion_command(
+    model: str = typer.Argument(..., help="Pipeline directory or package"),
+    data: Path = typer.Argument(..., help="Gold data: .spacy or .conllu"),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory for confusion.json and confusion.png"),
+    top_n: int = typer.Option(15, "--top-n", help="Confusions listed / tags in the matrix"),
+    batch_size: int = typer.Option(256, "--batch-size", "-b"),
+) -> None:
+    """Per-tag precision/recall/F1 and the most frequent confusions."""
+    from .confusion import print_report, run_confusion
+
+    try:
+        report = run_confusion(model, data, output, top_n=top_n, batch_size=batch_size)
+    except (FileNotFoundError, ValueError) as err:
+        msg.fail(str(err), exits=1)
+    print_report(report)
+    msg.good(f"Wrote {output / 'confusion.json'} and {output / 'confusion.png'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
