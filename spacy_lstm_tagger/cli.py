@@ -55,8 +55,13 @@ def tag_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per process (default: torch's default for one local process, 1 per worker otherwise)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"),
 ) -> None:
-    """Tag a corpus into partitioned output files. Re-running the same command
-    resumes: partitions already written are skipped."""
+    """Tag a corpus into partitioned output files (re-running the same command resumes).
+
+    Input: .txt (one doc per line), .jsonl ({"text": ...}), .conllu (gold
+    tokenization, one doc per sentence). Output: OUTPUT/part-NNNNN.spacy and/or
+    .jsonl, one per partition of --partition-size docs, each written
+    atomically; partitions already written are skipped.
+    """
     from .tagging import InputError, OutputMismatchError, TaggingError, tag_corpus
 
     if scheduler:

@@ -231,6 +231,15 @@ def test_cli_missing_model(tmp_path):
     assert result.exit_code == 1 and "Model not found" in result.output
 
 
+def test_cli_confusion_report(model_dir, tmp_path):
+    data = tmp_path / "gold.conllu"
+    data.write_text("1\tI\t_\t_\tPRP\t_\t_\t_\t_\t_\n2\tlike\t_\t_\tVBP\t_\t_\t_\t_\t_\n"
+                    "3\tham\t_\t_\tNN\t_\t_\t_\t_\t_\n\n")
+    result = CliRunner().invoke(app, ["confusion", str(model_dir), str(data), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "confusion.json").read_text())["n_tokens"] == 3
+
+
 def test_python_dash_m_and_console_script():
     result = subprocess.run([sys.executable, "-m", "spacy_lstm_tagger", "--help"], capture_output=True, text=True,
                             timeout=120)

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
+import srsly
 from spacy.tokens import Doc, DocBin
 
 OUTPUT_FORMATS = ("spacy", "jsonl")
@@ -68,12 +69,24 @@ def doc_record(doc: Doc) -> Dict[str, Any]:
     return record
 
 
+def docbin_bytes(docs: Iterable[Doc]) -> bytes:
+    """``DocBin(store_user_data=True)`` bytes of ``docs``, the same bytes as
+    ``DocBin.add`` would give, but with one msgpack Packer for all the Docs'
+    user data: ``srsly.msgpack_dumps`` builds a Packer per call from a scan of
+    the installed entry points (about 1 ms each, more than tagging a short Doc)."""
+    docs = list(docs)
+    docbin = DocBin(store_user_data=False)
+    for doc in docs:
+        docbin.add(doc)
+    packer = srsly.msgpack.Packer(use_bin_type=True)
+    docbin.store_user_data = True
+    docbin.user_data = [packer.pack(doc.user_data) for doc in docs]
+    return docbin.to_bytes()
+
+
 def docs_to_bytes(docs: Iterable[Doc], fmt: str) -> bytes:
     if fmt == "spacy":
-        docbin = DocBin(store_user_data=True)
-        for doc in docs:
-            docbin.add(doc)
-        return docbin.to_bytes()
+        return docbin_bytes(docs)
     if fmt == "jsonl":
         return "".join(json.dumps(doc_record(doc), ensure_ascii=False) + "\n" for doc in docs).encode("utf8")
     raise ValueError(f"Unknown output format {fmt!r}")
