@@ -82,7 +82,8 @@ def tag_command(
     if stats.n_submitted:
         msg.good(
             f"Tagged {stats.n_docs} docs ({stats.n_words} words) in {stats.n_submitted} partitions with "
-            f"{stats.engine} in {stats.seconds:.1f}s: {stats.docs_per_s:.1f} docs/s, {stats.words_per_s:.1f} words/s"
+            f"{stats.engine} in {stats.seconds:.1f}s ({stats.setup_seconds:.1f}s setup): "
+            f"{stats.docs_per_s:.1f} docs/s, {stats.words_per_s:.1f} words/s"
         )
     else:
         msg.good(f"Nothing to do: all {stats.n_partitions} partitions of {output} are written")
