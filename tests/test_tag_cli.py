@@ -124,6 +124,11 @@ def test_rerun_with_other_partitioning_is_refused(reference, model_dir, corpus, 
     shutil.copytree(reference, output)
     with pytest.raises(OutputMismatchError, match="partition_size"):
         tag_corpus(model_dir, [corpus], output, formats=FORMATS, partition_size=50, progress=False)
+    for path in output.glob("part-*"):
+        path.unlink()
+    # nothing finished yet: the manifest of the earlier attempt is replaced
+    stats = tag_corpus(model_dir, [corpus], output, formats=("jsonl",), partition_size=1000, progress=False)
+    assert stats.n_partitions == 3 and json.loads((output / "manifest.json").read_text())["partition_size"] == 1000
 
 
 def test_dask_gives_identical_files(reference, model_dir, corpus, tmp_path, dask_cluster):

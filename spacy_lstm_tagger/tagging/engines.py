@@ -145,7 +145,9 @@ def check_manifest(output: Path, manifest: Dict[str, Any]) -> None:
     """Write the run's manifest, or check that an existing one describes the
     same model, inputs and partitioning (otherwise skipping would be wrong)."""
     path = output / MANIFEST
-    if path.exists():
+    # (a manifest without any finished partition, e.g. from a run whose model
+    # failed to load, is simply replaced)
+    if path.exists() and any(output.glob("part-*")):
         old = json.loads(path.read_text(encoding="utf8"))
         for key in ("model", "partition_size", "conllu_unit", "inputs"):
             if old.get(key) != manifest[key]:
