@@ -85,7 +85,8 @@ def make_timed_logger(jsonl_path: str, progress_bar: bool = False) -> Callable:
     return setup
 
 
-def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Path, threads: int) -> None:
+def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Path, threads: int,
+              max_steps: Optional[int] = None) -> None:
     """Train one system with ``spacy train`` machinery; write train_result.json."""
     import spacy  # noqa: F401  (registers spaCy's functions)
     import torch
@@ -98,6 +99,8 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
 
     out_dir.mkdir(parents=True, exist_ok=True)
     config = load_config(config_path, interpolate=False)
+    if max_steps:
+        config["training"]["max_steps"] = max_steps
     config["training"]["logger"] = {
         "@loggers": "spacy_lstm_tagger.bench.TimedConsoleLogger.v1",
         "jsonl_path": str(out_dir / "train_log.jsonl"),
@@ -114,7 +117,7 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
         "system": system, "config": str(config_path.relative_to(ROOT)),
         "train_seconds": best["seconds"], "train_total_seconds": round(total, 1),
         "best_step": best["step"], "best_epoch": best["epoch"], "train_peak_rss_mb": round(peak_rss_mb(), 1),
-        "torch_threads": threads,
+        "torch_threads": threads, "max_steps": config["training"]["max_steps"],
         "curve": [{"seconds": r["seconds"], "step": r["step"], "tag_acc": r["scores"].get("tag_acc")} for r in log],
     })
 
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> Dict:
         print(f"[benchmark] {system}: training ({SYSTEMS[system].name})", flush=True)
         subprocess.run([
             sys.executable, __file__, "train-one", system, "--train", args.train, "--dev", args.dev,
-            "--work-dir", str(work), "--threads", str(args.threads),
+            "--work-dir", str(work), "--threads", str(args.threads), "--max-steps", str(args.max_steps or 0),
         ], check=True)
     # 2. score and time every system, interleaving the repeats across systems
     timings: Dict[str, List[float]] = {s: [] for s in systems}
@@ -200,6 +203,7 @@ def run(args: argparse.Namespace) -> Dict:
             "train_seconds": train_result["train_seconds"],
             "train_total_seconds": train_result["train_total_seconds"],
             "best_step": train_result["best_step"],
+            "max_steps": train_result.get("max_steps"),
             "peak_rss_mb": train_result["train_peak_rss_mb"],
             "inference_peak_rss_mb": m["inference_peak_rss_mb"],
             "model_mb": round(dir_size_mb(work / source / "model" / "model-best"), 2),
@@ -262,6 +266,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     sub = parser.add_subparsers(dest="command")
     p_one = sub.add_parser("train-one")
     p_one.add_argument("system", choices=list(SYSTEMS))
+    p_one.add_argument("--max-steps", type=int, default=0, help="override the config's max_steps (0: keep)")
     p_meas = sub.add_parser("measure-one")
     p_meas.add_argument("model_dir")
     p_meas.add_argument("--out", required=True)
@@ -277,10 +282,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS) + list(VARIANTS),
                         help=f"default: {' '.join(MAIN_SYSTEMS)}")
     parser.add_argument("--retrain", action="store_true", help="ignore finished trainings")
+    parser.add_argument("--max-steps", type=int, default=0, help="override every config's max_steps (0: keep)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "ewt.json"))
     args = parser.parse_args(argv)
     if args.command == "train-one":
-        train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system, args.threads)
+        train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
+                  args.threads, args.max_steps)
     elif args.command == "measure-one":
         measure_one(Path(args.model_dir), args.dev, args.batch_size, args.repeats, args.threads, Path(args.out),
                     json.loads(args.overrides))
