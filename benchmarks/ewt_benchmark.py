@@ -149,6 +149,12 @@ def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, thread
     })
 
 
+def load_max_steps(config_path: Path) -> Optional[int]:
+    from spacy.util import load_config
+
+    return load_config(config_path, interpolate=False)["training"]["max_steps"]
+
+
 def run(args: argparse.Namespace) -> Dict:
     work = Path(args.work_dir)
     results_path = Path(args.output)
@@ -187,6 +193,7 @@ def run(args: argparse.Namespace) -> Dict:
             "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "torch_threads": args.threads, "batch_size": args.batch_size,
             "timing": f"median of {args.rounds} rounds x {args.repeats} repeats, systems interleaved",
+            "train_note": "1 torch thread per training, 2-core machine",
         },
         "systems": {},
     }
@@ -203,7 +210,7 @@ def run(args: argparse.Namespace) -> Dict:
             "train_seconds": train_result["train_seconds"],
             "train_total_seconds": train_result["train_total_seconds"],
             "best_step": train_result["best_step"],
-            "max_steps": train_result.get("max_steps"),
+            "max_steps": train_result.get("max_steps") or load_max_steps(work / source / "config.cfg"),
             "peak_rss_mb": train_result["train_peak_rss_mb"],
             "inference_peak_rss_mb": m["inference_peak_rss_mb"],
             "model_mb": round(dir_size_mb(work / source / "model" / "model-best"), 2),
@@ -242,7 +249,7 @@ def plot(result: Dict, png_path: Path) -> None:
     for name, row in result["systems"].items():
         curve = [(c["seconds"] / 60, 100 * c["tag_acc"]) for c in row["curve"] if c["tag_acc"] is not None]
         ax1.plot([c[0] for c in curve], [c[1] for c in curve], label=f"{name} ({row['tag_acc']})")
-    ax1.set_xlabel("training wall time (minutes, 2 CPU cores)")
+    ax1.set_xlabel(f"training wall time (minutes; {result['machine'].get('train_note', 'this machine')})")
     ax1.set_ylabel("dev tag_acc (%)")
     ax1.set_ylim(85, 97.5)
     ax1.grid(alpha=0.3)
@@ -283,6 +290,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help=f"default: {' '.join(MAIN_SYSTEMS)}")
     parser.add_argument("--retrain", action="store_true", help="ignore finished trainings")
     parser.add_argument("--max-steps", type=int, default=0, help="override every config's max_steps (0: keep)")
+    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --output's JSON")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "ewt.json"))
     args = parser.parse_args(argv)
     if args.command == "train-one":
@@ -291,6 +299,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     elif args.command == "measure-one":
         measure_one(Path(args.model_dir), args.dev, args.batch_size, args.repeats, args.threads, Path(args.out),
                     json.loads(args.overrides))
+    elif args.replot:
+        plot(srsly.read_json(args.output), Path(args.output).with_suffix(".png"))
     else:
         run(args)
 
