@@ -232,6 +232,15 @@ def test_n_process_with_fork_and_spawn(trained_nlp, tmp_path, method):
     assert srsly.json_loads(result.stdout) == expected
 
 
+def test_to_disk_roundtrip_is_bit_identical(trained_nlp, tmp_path):
+    trained_nlp.to_disk(tmp_path / "a")
+    spacy.load(tmp_path / "a").to_disk(tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
 def test_memory_stays_flat_while_tagging_many_docs(trained_nlp):
     texts = ["I like green eggs and ham %d" % i for i in range(20000)]
     process = psutil.Process()
