@@ -247,6 +247,8 @@ def plot(result: Dict, png_path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, row in result["systems"].items():
+        if name in VARIANTS:  # same training as its source system
+            continue
         curve = [(c["seconds"] / 60, 100 * c["tag_acc"]) for c in row["curve"] if c["tag_acc"] is not None]
         ax1.plot([c[0] for c in curve], [c[1] for c in curve], label=f"{name} ({row['tag_acc']})")
     ax1.set_xlabel(f"training wall time (minutes; {result['machine'].get('train_note', 'this machine')})")
