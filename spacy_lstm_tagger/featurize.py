@@ -10,12 +10,13 @@ Two ideas keep it fast and bounded:
   is scored from a window where it has ``context`` tokens on each side.
 """
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.attrs import IDS as SPACY_ATTR_IDS
 from spacy.attrs import ORTH
 from spacy.tokens import Doc
+from spacy.vectors import Mode, Vectors
 from thinc.api import NumpyOps
 
 from .pytorch_model import PAD_CHAR_ID, UNKNOWN_WORD_ID
@@ -45,6 +46,7 @@ class Features:
     token_types: numpy.ndarray  # (n_windows, max_len) int64
     lengths: numpy.ndarray  # (n_windows,) int64
     windows: List[Window]
+    vectors: Optional[numpy.ndarray] = None  # (n_windows, max_len, width) float32
 
 
 def plan_windows(doc_lengths: Sequence[int], max_window: int, context: int) -> List[Window]:
@@ -111,9 +113,28 @@ def encode_chars(
     return char_ids, numpy.maximum(lengths, 1)
 
 
+def static_vectors(doc: Doc) -> numpy.ndarray:
+    """The pipeline's static vectors for each token of ``doc`` (zeros for
+    tokens without one), read like spaCy's ``StaticVectors`` does."""
+    vectors = doc.vocab.vectors
+    if not vectors.shape[0] * vectors.shape[1] and not (isinstance(vectors, Vectors) and vectors.mode == Mode.floret):
+        raise ValueError(
+            "include_static_vectors is on, but the pipeline has no vectors: set "
+            "[initialize] vectors in the config (e.g. a pipeline with vectors such as en_core_web_md)."
+        )
+    keys = doc.to_array(getattr(vectors, "attr", ORTH))
+    if isinstance(vectors, Vectors) and vectors.mode == Mode.default:
+        rows = vectors.find(keys=keys)
+        found = numpy.asarray(vectors.data)[rows]
+        found[rows < 0] = 0
+        return found.astype("float32", copy=False)
+    return numpy.asarray(vectors.get_batch(keys), dtype="float32")
+
+
 def featurize(
     docs: Sequence[Doc],
     *,
+    include_static_vectors: bool = False,
     word_attr: str,
     n_word_rows: int,
     n_word_hashes: int,
@@ -153,4 +174,11 @@ def featurize(
     else:
         char_ids = numpy.zeros((0, 1), dtype="int64")
         char_lengths = numpy.zeros((0,), dtype="int64")
-    return Features(word_ids, char_ids, char_lengths, token_types, lengths, windows)
+    vectors = None
+    if include_static_vectors and windows:
+        per_doc = {w.doc_index: static_vectors(docs[w.doc_index]) for w in windows}
+        width = next(iter(per_doc.values())).shape[1]
+        vectors = numpy.zeros((n_win, max_len, width), dtype="float32")
+        for w, win in enumerate(windows):
+            vectors[w, : win.end - win.start] = per_doc[win.doc_index][win.start : win.end]
+    return Features(word_ids, char_ids, char_lengths, token_types, lengths, windows, vectors)

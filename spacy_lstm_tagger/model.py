@@ -40,6 +40,7 @@ class FeatureConfig:
     max_word_chars: int
     max_window: int
     window_context: int
+    include_static_vectors: bool = False
 
 
 @registry.architectures("spacy_lstm_tagger.WordCharBiLSTM.v1")
@@ -60,6 +61,7 @@ def build_wordchar_bilstm_tagger(
     window_context: int = 64,
     joint_pos: bool = False,
     crf: bool = False,
+    include_static_vectors: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model.
@@ -82,6 +84,9 @@ def build_wordchar_bilstm_tagger(
     crf: decode tags with a linear-chain CRF (Viterbi) trained with the
         sequence log-likelihood; the tag columns of the output are then raw
         emission scores, not probabilities.
+    include_static_vectors: concatenate the pipeline's static vectors
+        (``[initialize] vectors``, frozen, read from the vocab like spaCy's
+        ``StaticVectors``) through a trainable projection to ``word_embed_size``.
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
@@ -100,14 +105,14 @@ def build_wordchar_bilstm_tagger(
     features = FeatureConfig(
         word_attr=word_attr.upper(), n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         n_chars=n_chars, max_word_chars=max_word_chars, max_window=max_window,
-        window_context=window_context,
+        window_context=window_context, include_static_vectors=include_static_vectors,
     )
     plan_windows([], max_window, window_context)  # validates the window settings
     module = WordCharBiLSTMTagger(
         n_word_rows=n_word_rows, n_word_hashes=n_word_hashes, word_embed_size=word_embed_size,
         n_chars=n_chars, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
-        crf=crf, n_labels=nO,
+        crf=crf, include_static_vectors=include_static_vectors, n_labels=nO,
     )
     wrapper = PyTorchWrapper_v3(
         module,
@@ -214,10 +219,24 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
     module = get_torch_module(model)
     module.resize_output(n_labels)
     module.resize_pos_output(model.get_dim("nP"))
+    if module.include_static_vectors:
+        if not X:
+            raise ValueError("Initializing with include_static_vectors needs sample Docs (X) to read the vectors' width")
+        module.resize_vectors(static_vectors_width(X[0].vocab))
     for submodule in module.modules():
         if submodule is not module and hasattr(submodule, "reset_parameters"):
             submodule.reset_parameters()
     model.layers[0].set_dim("nO", n_labels)
+
+
+def static_vectors_width(vocab) -> int:
+    width = vocab.vectors.shape[1] if vocab.vectors is not None else 0
+    if not width:
+        raise ValueError(
+            "include_static_vectors is on, but the pipeline has no vectors: set "
+            "[initialize] vectors in the config."
+        )
+    return width
 
 
 def convert_inputs(
@@ -233,6 +252,7 @@ def convert_inputs(
         torch.from_numpy(f.char_lengths),  # packing wants lengths on the CPU
         as_tensor(f.token_types),
         torch.from_numpy(f.lengths),
+        None if f.vectors is None else as_tensor(f.vectors),
     )
     return ArgsKwargs(args=args, kwargs={}), lambda d_inputs: []
 
@@ -319,6 +339,8 @@ def deserialize_torch_module(
     if "output.weight" in state:
         module.resize_output(state["output.weight"].shape[0])
     module.resize_pos_output(state["pos_output.weight"].shape[0] if "pos_output.weight" in state else 0)
+    if "vectors_proj.weight" in state:
+        module.resize_vectors(state["vectors_proj.weight"].shape[1])
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if expected != found:

@@ -60,6 +60,7 @@ class WordCharBiLSTMTagger(nn.Module):
         dropout: float,
         word_dropout: float,
         crf: bool = False,
+        include_static_vectors: bool = False,
         n_labels: Optional[int] = None,
     ) -> None:
         super().__init__()
@@ -72,8 +73,14 @@ class WordCharBiLSTMTagger(nn.Module):
         self.word_embed = nn.Embedding(n_word_rows, word_embed_size)
         self.char_encoder = CharBiLSTMEncoder(n_chars, char_embed_size, char_hidden_size)
         self.input_dropout = nn.Dropout(dropout)
+        # frozen pretrained vectors (inputs, not weights) -> trainable projection,
+        # created by resize_vectors once the vectors' width is known
+        self.include_static_vectors = include_static_vectors
+        self.word_embed_size = word_embed_size
+        self.vectors_proj: Optional[nn.Linear] = None
+        vectors_size = word_embed_size if include_static_vectors else 0
         self.lstm = nn.LSTM(
-            word_embed_size + self.char_encoder.output_size,
+            word_embed_size + vectors_size + self.char_encoder.output_size,
             hidden_size,
             num_layers=depth,
             dropout=dropout if depth > 1 else 0.0,
@@ -105,6 +112,13 @@ class WordCharBiLSTMTagger(nn.Module):
         if self.use_crf:
             self.crf = LinearChainCRF(n_labels).to(device)
 
+    def resize_vectors(self, width: int) -> None:
+        """(Re)create the projection of static vectors of ``width`` dimensions."""
+        if self.vectors_proj is not None and self.vectors_proj.in_features == width:
+            return
+        device = self.word_embed.weight.device
+        self.vectors_proj = nn.Linear(width, self.word_embed_size).to(device)
+
     @property
     def n_pos_labels(self) -> int:
         return 0 if self.pos_output is None else self.pos_output.out_features
@@ -123,6 +137,7 @@ class WordCharBiLSTMTagger(nn.Module):
         char_lengths: torch.Tensor,
         token_types: torch.Tensor,
         lengths: torch.Tensor,
+        vectors: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Return scores of shape (n_sequences, max_len, n_labels + n_pos_labels):
         the tag scores, then the second head's scores if it exists.
@@ -131,6 +146,7 @@ class WordCharBiLSTMTagger(nn.Module):
         char_ids, char_lengths: characters of each unique word type
         token_types: (n_seqs, max_len) index of each token's word type
         lengths: (n_seqs,) sequence lengths, all >= 1, on CPU
+        vectors: (n_seqs, max_len, width) static vectors, with include_static_vectors
         """
         if self.output is None:
             raise ValueError(
@@ -142,7 +158,17 @@ class WordCharBiLSTMTagger(nn.Module):
             word_ids = word_ids.masked_fill(drop.unsqueeze(-1), UNKNOWN_WORD_ID)
         words = self.word_embed(word_ids).sum(dim=2)
         chars = self.char_encoder(char_ids, char_lengths)[token_types]
-        tokens = self.input_dropout(torch.cat([words, chars], dim=-1))
+        parts = [words, chars]
+        if self.include_static_vectors:
+            if vectors is None or self.vectors_proj is None:
+                raise ValueError("include_static_vectors is on but no vectors (or no projection) were given")
+            if vectors.shape[-1] != self.vectors_proj.in_features:
+                raise ValueError(
+                    f"The pipeline's vectors have width {vectors.shape[-1]}, but the tagger was "
+                    f"trained with vectors of width {self.vectors_proj.in_features}"
+                )
+            parts.insert(1, self.vectors_proj(vectors))
+        tokens = self.input_dropout(torch.cat(parts, dim=-1))
         packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
