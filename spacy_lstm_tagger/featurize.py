@@ -151,26 +151,20 @@ def featurize(
     word_ids = numpy.full((n_win, max_len, n_word_hashes), UNKNOWN_WORD_ID, dtype="int64")
     token_types = numpy.zeros((n_win, max_len), dtype="int64")
     lengths = numpy.zeros((n_win,), dtype="int64")
-    doc_arrays = [doc.to_array([attr_id, ORTH]) if len(doc) else None for doc in docs]
-    present = [a for a in doc_arrays if a is not None]
-    if present:
-        all_orths = numpy.concatenate([a[:, 1] for a in present])
-        types, type_index = numpy.unique(all_orths, return_inverse=True)
-        offsets = numpy.cumsum([0] + [len(a) for a in present])
-        doc_offset = {}
-        for k, i in enumerate(i for i, a in enumerate(doc_arrays) if a is not None):
-            doc_offset[i] = offsets[k]
+    arrays = [doc.to_array([attr_id, ORTH]) if len(doc) else numpy.zeros((0, 2), "uint64") for doc in docs]
+    if windows:
+        # all tokens of the batch in one array; doc d starts at starts[d]
+        flat = numpy.concatenate(arrays)
+        starts = numpy.cumsum([0] + [len(a) for a in arrays])
+        types, type_index = numpy.unique(flat[:, 1], return_inverse=True)
         strings = docs[0].vocab.strings
-        char_ids, char_lengths = encode_chars(
-            [strings[int(t)] for t in types], n_chars, max_word_chars
-        )
-        rows = {i: hash_rows(a[:, 0], n_word_rows, n_word_hashes) for i, a in enumerate(doc_arrays) if a is not None}
+        char_ids, char_lengths = encode_chars([strings[int(t)] for t in types], n_chars, max_word_chars)
+        rows = hash_rows(flat[:, 0], n_word_rows, n_word_hashes)
         for w, win in enumerate(windows):
-            n = win.end - win.start
-            lengths[w] = n
-            word_ids[w, :n] = rows[win.doc_index][win.start : win.end]
-            base = doc_offset[win.doc_index]
-            token_types[w, :n] = type_index[base + win.start : base + win.end]
+            begin, end = starts[win.doc_index] + win.start, starts[win.doc_index] + win.end
+            lengths[w] = end - begin
+            word_ids[w, : end - begin] = rows[begin:end]
+            token_types[w, : end - begin] = type_index[begin:end]
     else:
         char_ids = numpy.zeros((0, 1), dtype="int64")
         char_lengths = numpy.zeros((0,), dtype="int64")
