@@ -50,12 +50,6 @@ class TagPredictions:
     probabilities: Optional[List[Floats2d]] = None
     pos_guesses: Optional[List[numpy.ndarray]] = None
 
-    def __len__(self) -> int:
-        return len(self.guesses)
-
-    def __getitem__(self, i: int) -> numpy.ndarray:
-        return self.guesses[i]
-
 
 @Language.factory(
     "lstm_tagger",
