@@ -113,15 +113,23 @@ def encode_chars(
     return char_ids, numpy.maximum(lengths, 1)
 
 
-def static_vectors(doc: Doc) -> numpy.ndarray:
-    """The pipeline's static vectors for each token of ``doc`` (zeros for
-    tokens without one), read like spaCy's ``StaticVectors`` does."""
-    vectors = doc.vocab.vectors
-    if not vectors.shape[0] * vectors.shape[1] and not (isinstance(vectors, Vectors) and vectors.mode == Mode.floret):
+def static_vectors_width(vocab) -> int:
+    """Width of the pipeline's vectors; a clear error when it has none."""
+    vectors = vocab.vectors
+    is_floret = isinstance(vectors, Vectors) and vectors.mode == Mode.floret
+    if vectors is None or not vectors.shape[1] or not (vectors.shape[0] or is_floret):
         raise ValueError(
             "include_static_vectors is on, but the pipeline has no vectors: set "
             "[initialize] vectors in the config (e.g. a pipeline with vectors such as en_core_web_md)."
         )
+    return vectors.shape[1]
+
+
+def static_vectors(doc: Doc) -> numpy.ndarray:
+    """The pipeline's static vectors for each token of ``doc`` (zeros for
+    tokens without one), read like spaCy's ``StaticVectors`` does."""
+    static_vectors_width(doc.vocab)
+    vectors = doc.vocab.vectors
     keys = doc.to_array(getattr(vectors, "attr", ORTH))
     if isinstance(vectors, Vectors) and vectors.mode == Mode.default:
         rows = vectors.find(keys=keys)

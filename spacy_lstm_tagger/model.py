@@ -21,7 +21,7 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from .featurize import featurize, plan_windows
+from .featurize import featurize, plan_windows, static_vectors_width
 from .pytorch_model import WordCharBiLSTMTagger
 
 MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
@@ -227,16 +227,6 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
         if submodule is not module and hasattr(submodule, "reset_parameters"):
             submodule.reset_parameters()
     model.layers[0].set_dim("nO", n_labels)
-
-
-def static_vectors_width(vocab) -> int:
-    width = vocab.vectors.shape[1] if vocab.vectors is not None else 0
-    if not width:
-        raise ValueError(
-            "include_static_vectors is on, but the pipeline has no vectors: set "
-            "[initialize] vectors in the config."
-        )
-    return width
 
 
 def convert_inputs(
