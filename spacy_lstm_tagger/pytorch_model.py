@@ -30,6 +30,12 @@ class CharBiLSTMEncoder(nn.Module):
 
     def forward(self, char_ids: torch.Tensor, char_lengths: torch.Tensor) -> torch.Tensor:
         # char_ids: (n_types, max_chars); char_lengths: (n_types,) on CPU, all >= 1
+        if not self.training:
+            # final states: forward at each word's last character, backward at its first
+            out = bilstm_by_length(self.lstm, self.embed(char_ids), char_lengths, chunk_size=512)
+            hidden = self.lstm.hidden_size
+            last = (char_lengths - 1).to(out.device)
+            return torch.cat([out[torch.arange(len(out), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1)
         packed = pack_padded_sequence(
             self.embed(char_ids), char_lengths, batch_first=True, enforce_sorted=False
         )
@@ -169,13 +175,57 @@ class WordCharBiLSTMTagger(nn.Module):
                 )
             parts.insert(1, self.vectors_proj(vectors))
         tokens = self.input_dropout(torch.cat(parts, dim=-1))
-        packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
-        encoded, _ = self.lstm(packed)
-        encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
+        if self.training:
+            packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
+            encoded, _ = self.lstm(packed)
+            encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
+        else:
+            encoded = bilstm_by_length(self.lstm, tokens, lengths)
         encoded = self.output_dropout(encoded)
         if self.pos_output is None:
             return self.output(encoded)
         return torch.cat([self.output(encoded), self.pos_output(encoded)], dim=-1)
+
+
+def bilstm_by_length(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
+    """The outputs of a batch-first bidirectional ``lstm`` on padded ``x``,
+    for inference: the same values as running it on a packed sequence, faster.
+
+    Sequences are sorted by length and run in chunks of similar length as
+    plain padded tensors, which take PyTorch's fused CPU kernels (packed
+    sequences don't), with little padding. The backward direction runs on
+    each sequence reversed within its length, so padding never enters it.
+    Inter-layer dropout is not applied (inference only). Positions past a
+    sequence's length are zero.
+    """
+    n_seqs, max_len, _ = x.shape
+    out = x.new_zeros(n_seqs, max_len, 2 * lstm.hidden_size)
+    order = torch.argsort(lengths, descending=True)
+    for start in range(0, n_seqs, chunk_size):
+        ids = order[start : start + chunk_size]
+        chunk_lengths = lengths[ids]
+        length = int(chunk_lengths[0])
+        out[ids, :length] = _bilstm_padded(lstm, x[ids, :length], chunk_lengths)
+    return out
+
+
+def _bilstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    n_seqs, length, _ = x.shape
+    steps = torch.arange(length).unsqueeze(0)
+    ends = lengths.unsqueeze(1)
+    # reverses each row within its length; applying it twice is the identity
+    reverse = torch.where(steps < ends, ends - 1 - steps, steps).unsqueeze(-1).to(x.device)
+    zeros = x.new_zeros(1, n_seqs, lstm.hidden_size)
+    for layer in range(lstm.num_layers):
+        directions = []
+        for suffix in ("", "_reverse"):
+            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            inputs = x.gather(1, reverse.expand(-1, -1, x.shape[2])) if suffix else x
+            y = torch.lstm(inputs, (zeros, zeros), weights, True, 1, 0.0, False, False, True)[0]
+            directions.append(y.gather(1, reverse.expand(-1, -1, y.shape[2])) if suffix else y)
+        x = torch.cat(directions, dim=-1)
+    # the forward direction ran on over the padding: zero it
+    return x * (steps < ends).unsqueeze(-1).to(x.device)
 
 
 class LinearChainCRF(nn.Module):
