@@ -10,7 +10,8 @@ weights, and three opt-in features: tag probabilities
 settings ``crf`` and ``joint_pos``).
 """
 import os
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -83,11 +84,27 @@ def make_lstm_tagger(
         token's tag) and ``token._.tag_alternatives`` (the ``n_alternatives``
         most probable ``(tag, probability)`` pairs). Off by default: costs nothing then.
     """
-    return LSTMTagger(
+    tagger = LSTMTagger(
         nlp.vocab, model, name, overwrite=overwrite, scorer=scorer,
         neg_prefix=neg_prefix, label_smoothing=label_smoothing,
         store_probabilities=store_probabilities, n_alternatives=n_alternatives,
     )
+    tagger._nlp_ref = _PipelineRef(nlp)
+    return tagger
+
+
+class _PipelineRef:
+    """A weak reference to the pipeline that owns a component; it pickles
+    (for ``nlp.pipe(n_process=N)`` with spawn) as a dead reference."""
+
+    def __init__(self, nlp: Optional[Language] = None) -> None:
+        self._ref = None if nlp is None else weakref.ref(nlp)
+
+    def __call__(self) -> Optional[Language]:
+        return None if self._ref is None else self._ref()
+
+    def __reduce__(self):
+        return (_PipelineRef, ())
 
 
 class LSTMTagger(Tagger):
@@ -111,6 +128,7 @@ class LSTMTagger(Tagger):
         self.store_probabilities = store_probabilities
         self.n_alternatives = n_alternatives
         self._pid = os.getpid()
+        self._nlp_ref = _PipelineRef()
 
     @property
     def joint_pos(self) -> bool:
@@ -141,6 +159,21 @@ class LSTMTagger(Tagger):
             self.cfg["pos_labels"] = list(pos_labels)
             self.model.set_dim("nP", len(pos_labels), force=True)
         super().initialize(get_examples, nlp=nlp, labels=labels)
+        self._declare_pos_assignment(nlp)
+
+    def _declare_pos_assignment(self, nlp: Optional[Language] = None) -> None:
+        """With ``joint_pos``, record in the pipeline that this component also
+        assigns ``token.pos`` (what ``nlp.analyze_pipes`` reads). spaCy keeps
+        that meta per factory, so it is replaced for this one component once
+        the pipeline is initialized or loaded."""
+        if nlp is None:
+            nlp = self._nlp_ref()
+        pipe_meta = getattr(nlp, "_pipe_meta", None)
+        if not self.joint_pos or not isinstance(pipe_meta, dict) or self.name not in pipe_meta:
+            return
+        meta = pipe_meta[self.name]
+        if "token.pos" not in meta.assigns:
+            pipe_meta[self.name] = replace(meta, assigns=[*meta.assigns, "token.pos"])
 
     def predict(self, docs: Iterable[Doc]):
         self._limit_threads_in_worker()
@@ -203,13 +236,6 @@ class LSTMTagger(Tagger):
         if os.getpid() != self._pid:
             self._pid = os.getpid()
             torch.set_num_threads(1)
-
-    def __getstate__(self) -> Dict:
-        # With the spawn start method the pipe is pickled; the new process
-        # must count as a worker.
-        state = self.__dict__.copy()
-        state["_pid"] = None
-        return state
 
     def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List[Floats2d]]:
         """spaCy's tagger loss (plus the POS loss with ``joint_pos``), after
@@ -281,15 +307,19 @@ class LSTMTagger(Tagger):
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "LSTMTagger":
         try:
-            return super().from_bytes(bytes_data, exclude=exclude)
+            super().from_bytes(bytes_data, exclude=exclude)
         except Exception as err:
             raise _load_error(self.name, "bytes", err) from err
+        self._declare_pos_assignment()
+        return self
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "LSTMTagger":
         try:
-            return super().from_disk(path, exclude=exclude)
+            super().from_disk(path, exclude=exclude)
         except Exception as err:
             raise _load_error(self.name, str(path), err) from err
+        self._declare_pos_assignment()
+        return self
 
 
 def _load_error(name: str, source: str, err: Exception) -> ValueError:

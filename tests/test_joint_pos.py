@@ -41,6 +41,19 @@ def test_joint_roundtrip(joint_nlp, tmp_path):
         assert [(t.tag_, t.pos_) for t in a] == [(t.tag_, t.pos_) for t in b]
 
 
+def test_assigns_lists_pos_only_with_the_joint_head(joint_nlp, trained_nlp, tmp_path):
+    """nlp.analyze_pipes sees token.pos assigned by a joint tagger, trained or loaded."""
+    assert joint_nlp.get_pipe_meta("lstm_tagger").assigns == ["token.tag", "token.pos"]
+    joint_nlp.to_disk(tmp_path)
+    loaded = spacy.load(tmp_path)
+    assert loaded.get_pipe_meta("lstm_tagger").assigns == ["token.tag", "token.pos"]
+    assert "token.pos" in loaded.analyze_pipes()["attrs"]
+    assert loaded.analyze_pipes()["attrs"]["token.pos"]["assigns"] == ["lstm_tagger"]
+    # the factory's own meta (shared by every lstm_tagger) is untouched
+    assert trained_nlp.get_pipe_meta("lstm_tagger").assigns == ["token.tag"]
+    assert spacy.blank("en").get_factory_meta("lstm_tagger").assigns == ["token.tag"]
+
+
 def test_joint_output_rows_are_two_distributions(joint_nlp):
     tagger = joint_nlp.get_pipe("lstm_tagger")
     scores = tagger.model.predict([joint_nlp.make_doc("I like ham"), joint_nlp.make_doc("")])
