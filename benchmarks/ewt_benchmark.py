@@ -36,7 +36,11 @@ MAIN_SYSTEMS = {
 FEATURE_SYSTEMS = {
     "lstm_tagger_efficiency_crf": ROOT / "configs" / "lstm_tagger_efficiency_crf.cfg",
     "lstm_tagger_efficiency_joint_pos": ROOT / "configs" / "lstm_tagger_efficiency_joint_pos.cfg",
+    "lstm_tagger_efficiency_vectors": ROOT / "configs" / "lstm_tagger_efficiency_vectors.cfg",
 }
+# Systems trained with static vectors: floret vectors learned from the train
+# corpus's own text (train_vectors.py), since no pretrained data is allowed.
+VECTORS_SYSTEMS = {"lstm_tagger_efficiency_vectors"}
 SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS}
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {
@@ -86,7 +90,7 @@ def make_timed_logger(jsonl_path: str, progress_bar: bool = False) -> Callable:
 
 
 def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Path, threads: int,
-              max_steps: Optional[int] = None) -> None:
+              max_steps: Optional[int] = None, vectors: Optional[str] = None) -> None:
     """Train one system with ``spacy train`` machinery; write train_result.json."""
     import spacy  # noqa: F401  (registers spaCy's functions)
     import torch
@@ -109,7 +113,10 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
     run_config = out_dir / "config.cfg"
     config.to_disk(run_config)
     start = time.perf_counter()
-    spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides={"paths.train": train, "paths.dev": dev})
+    overrides = {"paths.train": train, "paths.dev": dev}
+    if vectors:
+        overrides["paths.vectors"] = vectors
+    spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides=overrides)
     total = time.perf_counter() - start
     log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
     best = max(log, key=lambda row: row["score"])
@@ -167,9 +174,17 @@ def run(args: argparse.Namespace) -> Dict:
             print(f"[benchmark] {system}: reusing finished training in {out_dir}", flush=True)
             continue
         print(f"[benchmark] {system}: training ({SYSTEMS[system].name})", flush=True)
+        vectors_args = []
+        if system in VECTORS_SYSTEMS:
+            vectors_dir = work / "floret_vectors"
+            if not (vectors_dir / "config.cfg").exists():
+                subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_vectors.py"),
+                                args.train, str(vectors_dir)], check=True)
+            vectors_args = ["--vectors", str(vectors_dir)]
         subprocess.run([
             sys.executable, __file__, "train-one", system, "--train", args.train, "--dev", args.dev,
             "--work-dir", str(work), "--threads", str(args.threads), "--max-steps", str(args.max_steps or 0),
+            *vectors_args,
         ], check=True)
     # 2. score and time every system, interleaving the repeats across systems
     timings: Dict[str, List[float]] = {s: [] for s in systems}
@@ -276,6 +291,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_one = sub.add_parser("train-one")
     p_one.add_argument("system", choices=list(SYSTEMS))
     p_one.add_argument("--max-steps", type=int, default=0, help="override the config's max_steps (0: keep)")
+    p_one.add_argument("--vectors", default=None, help="pipeline with static vectors (paths.vectors)")
     p_meas = sub.add_parser("measure-one")
     p_meas.add_argument("model_dir")
     p_meas.add_argument("--out", required=True)
@@ -297,7 +313,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
-                  args.threads, args.max_steps)
+                  args.threads, args.max_steps, args.vectors)
     elif args.command == "measure-one":
         measure_one(Path(args.model_dir), args.dev, args.batch_size, args.repeats, args.threads, Path(args.out),
                     json.loads(args.overrides))
