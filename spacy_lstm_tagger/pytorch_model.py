@@ -268,8 +268,31 @@ class LinearChainCRF(nn.Module):
         missing (partial annotation marginalizes over them), all but one for a
         negative label. Then log P = log Z(allowed paths) - log Z(all paths).
         """
-        constrained = emissions.masked_fill(~allowed, -1e4)
-        return (self.log_partition(emissions, mask) - self.log_partition(constrained, mask)).sum()
+        log_z = self.log_partition(emissions, mask)
+        # Fully annotated rows have one allowed path: its score is log Z(allowed),
+        # with no forward pass (the usual case in training, half the CRF's cost).
+        single = ((allowed.sum(dim=-1) == 1) | ~mask).all(dim=1)
+        allowed_log_z = torch.empty_like(log_z)
+        if single.any():
+            allowed_log_z[single] = self.path_score(
+                emissions[single], allowed[single].float().argmax(dim=-1), mask[single]
+            )
+        if not single.all():
+            constrained = emissions[~single].masked_fill(~allowed[~single], -1e4)
+            allowed_log_z[~single] = self.log_partition(constrained, mask[~single])
+        return (log_z - allowed_log_z).sum()
+
+    def path_score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Score of the tag sequence ``tags`` (batch, time) per row, shape (batch,)."""
+        emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)
+        transitions = self.transitions[tags[:, :-1], tags[:, 1:]]
+        last = tags.gather(1, (mask.sum(dim=1) - 1).unsqueeze(1)).squeeze(1)
+        return (
+            self.start_transitions[tags[:, 0]]
+            + torch.where(mask, emitted, torch.zeros_like(emitted)).sum(dim=1)
+            + torch.where(mask[:, 1:], transitions, torch.zeros_like(transitions)).sum(dim=1)
+            + self.end_transitions[last]
+        )
 
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """P(tag_t = j | x) for every step, via forward-backward (the gradient

@@ -71,6 +71,30 @@ def test_nll_with_known_and_missing_tags_matches_brute_force(crf_and_batch):
     assert torch.allclose(nll, expected, atol=1e-4)
 
 
+def test_nll_of_fully_and_partly_annotated_rows_in_one_batch(crf_and_batch):
+    """Fully annotated rows take the path-score shortcut; mixed batches and
+    padding still give the brute-force likelihood, and the gradient flows."""
+    crf, emissions, mask, lengths = crf_and_batch
+    golds = [[2, None, 0, 1], [1], [0, 2, 2]]
+    allowed = torch.ones(3, 4, 3, dtype=torch.bool)
+    for row, gold in enumerate(golds):
+        for t, tag in enumerate(gold):
+            if tag is not None:
+                allowed[row, t] = False
+                allowed[row, t, tag] = True
+    emissions = emissions.clone().requires_grad_(True)
+    nll = crf.negative_log_likelihood(emissions, allowed, mask)
+    expected = 0.0
+    for row, gold in enumerate(golds):
+        bf_z, _, _, scores = brute_force(crf, emissions[row, : lengths[row]].detach())
+        consistent = [s for p, s in scores.items() if all(g is None or p[t] == g for t, g in enumerate(gold))]
+        expected = expected + bf_z - torch.logsumexp(torch.stack(consistent), 0)
+    assert torch.allclose(nll, expected, atol=1e-4)
+    nll.backward()
+    assert emissions.grad[1, 0].abs().sum() > 0 and not emissions.grad[1, 1:].any()
+    assert crf.transitions.grad is not None and crf.transitions.grad.abs().sum() > 0
+
+
 @pytest.fixture(scope="module")
 def crf_nlp():
     return train_tiny(n_iter=60, crf=True)
