@@ -1,14 +1,19 @@
-"""Micro-benchmarks behind two speed-ups recorded in benchmarks/NOTES.md.
+"""Micro-benchmarks behind the speed-ups recorded in benchmarks/NOTES.md.
 
     python benchmarks/microbench.py lstm MODEL_DIR --dev corpus/en_ewt-ud-dev.spacy
-        the tagger's forward pass over the dev documents with the BiLSTMs run
-        as packed sequences (PyTorch's usual way) vs ``bilstm_by_length``
-        (length-sorted padded chunks, what inference uses); checks they agree.
+        the tagger's forward pass over the dev documents three ways: the
+        sentence BiLSTM on packed sequences (PyTorch's usual way), on
+        length-sorted padded chunks (``bilstm_by_length``), and each chunk
+        run from ids to scores on its own (what inference uses); checks that
+        they agree.
+    python benchmarks/microbench.py chunks
+        the sentence BiLSTM's inference time by chunk size (``chunk_tokens``
+        of ``length_chunks``), on random sequences of several lengths.
     python benchmarks/microbench.py crf-loss
         the CRF loss of a fully annotated batch: constrained forward pass vs
         the gold path score (what the loss uses).
 
-Both print the median of interleaved repeats, 1 torch thread.
+All print the median of interleaved repeats, 1 torch thread.
 """
 import argparse
 import statistics
@@ -31,10 +36,19 @@ def median_times(functions: Dict[str, Callable[[], object]], repeats: int) -> Di
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def packed_bilstm(lstm, x, lengths, chunk_size=64):
+def packed_bilstm(lstm, x, lengths):
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     out, _ = lstm(packed)
     return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+def whole_batch_path(bilstm):
+    """The tagger's scores computed on the whole padded batch at once, with
+    ``bilstm`` as the sentence encoder (the training path's layout)."""
+    def predict(module, word_ids, chars, token_types, lengths, vectors):
+        tokens = module._token_inputs(word_ids, chars, token_types, vectors)
+        return module._heads(bilstm(module.lstm, tokens, lengths))
+    return predict
 
 
 def bench_lstm(model_dir: str, dev: str, repeats: int, batch_size: int = 256) -> None:
@@ -44,25 +58,56 @@ def bench_lstm(model_dir: str, dev: str, repeats: int, batch_size: int = 256) ->
 
     nlp = spacy.load(model_dir)
     tagger = nlp.get_pipe("lstm_tagger")
+    module = pytorch_model.WordCharBiLSTMTagger
     docs = [nlp.make_doc(eg.reference.text) for eg in Corpus(dev)(nlp)]
-    sorted_impl = pytorch_model.bilstm_by_length
+    chunked = module._predict_by_length
+    variants = {
+        # PyTorch's usual way: packed sequences over the whole batch
+        "packed": whole_batch_path(packed_bilstm),
+        # length-sorted padded chunks for the LSTM, whole-batch tensors around it
+        "by_length": whole_batch_path(pytorch_model.bilstm_by_length),
+        # what inference runs: each chunk from ids to scores on its own
+        "chunked": chunked,
+    }
     outputs = {}
 
     def run(name, impl):
         def tag():
-            pytorch_model.bilstm_by_length = impl
-            outputs[name] = [tagger.model.predict(docs[i : i + batch_size]) for i in range(0, len(docs), batch_size)]
-            pytorch_model.bilstm_by_length = sorted_impl
+            module._predict_by_length = impl
+            try:
+                outputs[name] = [tagger.model.predict(docs[i : i + batch_size]) for i in range(0, len(docs), batch_size)]
+            finally:
+                module._predict_by_length = chunked
         return tag
 
-    medians = median_times({"packed": run("packed", packed_bilstm), "by_length": run("by_length", sorted_impl)}, repeats)
+    medians = median_times({name: run(name, impl) for name, impl in variants.items()}, repeats)
     flat = {k: numpy.concatenate([s for batch in v for s in batch]) for k, v in outputs.items()}
     n_words = sum(len(doc) for doc in docs)
     for name, seconds in medians.items():
         print(f"{name:>10}: {seconds:.3f} s  ({n_words / seconds:,.0f} words/s, model forward only)")
-    print(f"speed-up {medians['packed'] / medians['by_length']:.2f}x; max |difference| of the "
-          f"probabilities {abs(flat['packed'] - flat['by_length']).max():.1e}; same argmax: "
-          f"{bool((flat['packed'].argmax(1) == flat['by_length'].argmax(1)).all())}")
+    for name in ("by_length", "chunked"):
+        print(f"{name}: speed-up {medians['packed'] / medians[name]:.2f}x over packed; max |difference| of "
+              f"the probabilities {abs(flat['packed'] - flat[name]).max():.1e}; same argmax: "
+              f"{bool((flat['packed'].argmax(1) == flat[name].argmax(1)).all())}")
+
+
+def bench_chunks(repeats: int, n_tokens: int = 25600, hidden: int = 128) -> None:
+    """Time bilstm_by_length on random sequences of one length for several
+    chunk sizes (padded positions per chunk), the same number of tokens each."""
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True).eval()
+    sizes = (1024, 2048, 4096, 8192, 16384)
+    print(f"{'length':>6} " + " ".join(f"{size:>7}" for size in sizes) + "   (seconds per "
+          f"{n_tokens:,} tokens, hidden {hidden}, by chunk_tokens)")
+    with torch.inference_mode():
+        for length in (32, 64, 128, 256):
+            x = torch.randn(n_tokens // length, length, hidden)
+            lengths = torch.full((len(x),), length)
+            medians = median_times({
+                size: (lambda size=size: pytorch_model.bilstm_by_length(lstm, x, lengths, chunk_tokens=size))
+                for size in sizes
+            }, repeats)
+            print(f"{length:>6} " + " ".join(f"{medians[size]:7.3f}" for size in sizes))
 
 
 def bench_crf_loss(repeats: int, n_seqs: int = 30, max_len: int = 50, n_tags: int = 50) -> None:
@@ -99,12 +144,15 @@ def main() -> None:
     p_lstm = sub.add_parser("lstm")
     p_lstm.add_argument("model_dir")
     p_lstm.add_argument("--dev", default="corpus/en_ewt-ud-dev.spacy")
+    sub.add_parser("chunks")
     sub.add_parser("crf-loss")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.command == "lstm":
         bench_lstm(args.model_dir, args.dev, args.repeats)
+    elif args.command == "chunks":
+        bench_chunks(args.repeats)
     else:
         bench_crf_loss(args.repeats)
 

@@ -4,7 +4,7 @@ This module knows nothing about spaCy or Thinc. It takes integer tensors
 (built by ``featurize.py``) and returns unnormalized tag scores, so it can be
 tested, profiled and reused on its own.
 """
-from typing import Optional
+from typing import Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -32,10 +32,16 @@ class CharBiLSTMEncoder(nn.Module):
         # char_ids: (n_types, max_chars); char_lengths: (n_types,) on CPU, all >= 1
         if not self.training:
             # final states: forward at each word's last character, backward at its first
-            out = bilstm_by_length(self.lstm, self.embed(char_ids), char_lengths, chunk_size=512)
+            embedded = self.embed(char_ids)
             hidden = self.lstm.hidden_size
-            last = (char_lengths - 1).to(out.device)
-            return torch.cat([out[torch.arange(len(out), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1)
+            encoded = embedded.new_empty(len(char_ids), 2 * hidden)
+            for ids, length in length_chunks(char_lengths):
+                out = bilstm_padded(self.lstm, embedded[ids, :length], char_lengths[ids])
+                last = (char_lengths[ids] - 1).to(out.device)
+                encoded[ids.to(out.device)] = torch.cat(
+                    [out[torch.arange(len(ids), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1
+                )
+            return encoded
         packed = pack_padded_sequence(
             self.embed(char_ids), char_lengths, batch_first=True, enforce_sorted=False
         )
@@ -159,12 +165,7 @@ class WordCharBiLSTMTagger(nn.Module):
                 "The tagger's output layer has no size yet: initialize the "
                 "component (nlp.initialize) or load trained weights first."
             )
-        if self.training and self.word_dropout > 0:
-            drop = torch.rand(word_ids.shape[:2], device=word_ids.device) < self.word_dropout
-            word_ids = word_ids.masked_fill(drop.unsqueeze(-1), UNKNOWN_WORD_ID)
-        words = self.word_embed(word_ids).sum(dim=2)
-        chars = self.char_encoder(char_ids, char_lengths)[token_types]
-        parts = [words, chars]
+        chars = self.char_encoder(char_ids, char_lengths)
         if self.include_static_vectors:
             if vectors is None or self.vectors_proj is None:
                 raise ValueError("include_static_vectors is on but no vectors (or no projection) were given")
@@ -173,43 +174,94 @@ class WordCharBiLSTMTagger(nn.Module):
                     f"The pipeline's vectors have width {vectors.shape[-1]}, but the tagger was "
                     f"trained with vectors of width {self.vectors_proj.in_features}"
                 )
+        if not self.training:
+            return self._predict_by_length(word_ids, chars, token_types, lengths, vectors)
+        if self.word_dropout > 0:
+            drop = torch.rand(word_ids.shape[:2], device=word_ids.device) < self.word_dropout
+            word_ids = word_ids.masked_fill(drop.unsqueeze(-1), UNKNOWN_WORD_ID)
+        tokens = self.input_dropout(self._token_inputs(word_ids, chars, token_types, vectors))
+        packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
+        encoded, _ = self.lstm(packed)
+        encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
+        return self._heads(self.output_dropout(encoded))
+
+    def _token_inputs(
+        self, word_ids: torch.Tensor, chars: torch.Tensor, token_types: torch.Tensor, vectors: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """Each token's input to the sentence BiLSTM: [word; vectors; chars]."""
+        parts = [self.word_embed(word_ids).sum(dim=2), chars[token_types]]
+        if self.include_static_vectors:
             parts.insert(1, self.vectors_proj(vectors))
-        tokens = self.input_dropout(torch.cat(parts, dim=-1))
-        if self.training:
-            packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
-            encoded, _ = self.lstm(packed)
-            encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
-        else:
-            encoded = bilstm_by_length(self.lstm, tokens, lengths)
-        encoded = self.output_dropout(encoded)
+        return torch.cat(parts, dim=-1)
+
+    def _heads(self, encoded: torch.Tensor) -> torch.Tensor:
         if self.pos_output is None:
             return self.output(encoded)
         return torch.cat([self.output(encoded), self.pos_output(encoded)], dim=-1)
 
+    def _predict_by_length(
+        self, word_ids: torch.Tensor, chars: torch.Tensor, token_types: torch.Tensor,
+        lengths: torch.Tensor, vectors: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """The inference path: the same scores as training computes without
+        dropout, run on chunks of sequences of similar length. Each chunk goes
+        from ids to scores on its own, so no (n_seqs, max_len, hidden) tensor
+        is ever built: big fresh buffers cost a page fault per 4 KiB, which
+        was a third of inference time (benchmarks/NOTES.md). Positions past
+        a sequence's length are zero."""
+        n_seqs, max_len = token_types.shape
+        n_out = self.output.out_features + self.n_pos_labels
+        scores = chars.new_zeros(n_seqs, max_len, n_out)
+        for ids, length in length_chunks(lengths):
+            dev_ids = ids.to(word_ids.device)
+            tokens = self._token_inputs(
+                word_ids[dev_ids, :length], chars, token_types[dev_ids, :length],
+                None if vectors is None else vectors[dev_ids, :length],
+            )
+            encoded = bilstm_padded(self.lstm, tokens, lengths[ids])
+            inside = (torch.arange(length) < lengths[ids].unsqueeze(1)).unsqueeze(-1).to(encoded.device)
+            scores[dev_ids, :length] = self._heads(encoded) * inside
+        return scores
 
-def bilstm_by_length(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
+
+def length_chunks(lengths: torch.Tensor, chunk_tokens: int = 4096) -> Iterator[Tuple[torch.Tensor, int]]:
+    """Split sequence indices, longest first, into chunks of similar length
+    holding about ``chunk_tokens`` padded positions each; yield each chunk's
+    indices (on the CPU) and its longest length. Big enough that the LSTM's
+    per-step overhead is amortized, small enough to stay in cache
+    (``benchmarks/microbench.py chunks``)."""
+    order = torch.argsort(lengths.cpu(), descending=True)
+    sorted_lengths = lengths.cpu()[order].tolist()
+    start = 0
+    while start < len(order):
+        length = sorted_lengths[start]
+        end = min(len(order), start + max(1, chunk_tokens // max(1, length)))
+        yield order[start:end], length
+        start = end
+
+
+def bilstm_by_length(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, chunk_tokens: int = 4096) -> torch.Tensor:
     """The outputs of a batch-first bidirectional ``lstm`` on padded ``x``,
     for inference: the same values as running it on a packed sequence, faster.
 
-    Sequences are sorted by length and run in chunks of similar length as
-    plain padded tensors, which take PyTorch's fused CPU kernels (packed
-    sequences don't), with little padding. The backward direction runs on
-    each sequence reversed within its length, so padding never enters it.
-    Inter-layer dropout is not applied (inference only). Positions past a
-    sequence's length are zero.
+    Sequences are sorted by length and run in chunks of similar length
+    (:func:`length_chunks`) as plain padded tensors, which take PyTorch's
+    fused CPU kernels (packed sequences don't), with little padding.
+    Positions past a sequence's length are zero.
     """
     n_seqs, max_len, _ = x.shape
     out = x.new_zeros(n_seqs, max_len, 2 * lstm.hidden_size)
-    order = torch.argsort(lengths, descending=True)
-    for start in range(0, n_seqs, chunk_size):
-        ids = order[start : start + chunk_size]
-        chunk_lengths = lengths[ids]
-        length = int(chunk_lengths[0])
-        out[ids, :length] = _bilstm_padded(lstm, x[ids, :length], chunk_lengths)
+    for ids, length in length_chunks(lengths, chunk_tokens):
+        dev_ids = ids.to(x.device)
+        out[dev_ids, :length] = bilstm_padded(lstm, x[dev_ids, :length], lengths[ids])
     return out
 
 
-def _bilstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def bilstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A bidirectional ``lstm`` on padded ``x`` (inference only: no
+    inter-layer dropout). The backward direction runs on each sequence
+    reversed within its length, so padding never enters it; positions past
+    a sequence's length are zero."""
     n_seqs, length, _ = x.shape
     steps = torch.arange(length).unsqueeze(0)
     ends = lengths.unsqueeze(1)

@@ -18,17 +18,17 @@ def packed_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torc
 @given(
     lengths=st.lists(st.integers(1, 30), min_size=1, max_size=40),
     depth=st.integers(1, 2),
-    chunk_size=st.integers(1, 16),
+    chunk_tokens=st.integers(1, 64),
     seed=st.integers(0, 2**16),
 )
-def test_bilstm_by_length_equals_packed_lstm(lengths, depth, chunk_size, seed):
+def test_bilstm_by_length_equals_packed_lstm(lengths, depth, chunk_tokens, seed):
     torch.manual_seed(seed)
     lstm = nn.LSTM(5, 7, num_layers=depth, batch_first=True, bidirectional=True).eval()
     lengths_t = torch.tensor(lengths)
     x = torch.randn(len(lengths), max(lengths), 5)
     with torch.no_grad():
         expected = packed_bilstm(lstm, x, lengths_t)
-        got = bilstm_by_length(lstm, x, lengths_t, chunk_size=chunk_size)
+        got = bilstm_by_length(lstm, x, lengths_t, chunk_tokens=chunk_tokens)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     # padding positions are zero, as pad_packed_sequence leaves them
     for i, n in enumerate(lengths):
