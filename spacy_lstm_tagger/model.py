@@ -57,7 +57,7 @@ def build_wordchar_bilstm_tagger(
     depth: int = 2,
     dropout: float = 0.33,
     word_dropout: float = 0.1,
-    max_window: int = 128,
+    max_window: int = 256,
     window_context: int = 24,
     joint_pos: bool = False,
     crf: bool = False,
