@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from spacy_lstm_tagger.pytorch_model import CharBiLSTMEncoder, bilstm_by_length
+from spacy_lstm_tagger.pytorch_model import CharBiLSTMEncoder, WordCharBiLSTMTagger, bilstm_by_length
 
 
 def packed_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -46,3 +46,43 @@ def test_char_encoder_inference_equals_training_path():
         encoder.eval()
         got = encoder(char_ids, lengths)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    depth=st.integers(1, 2),
+    joint_pos=st.booleans(),
+    vectors=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_tagger_inference_path_equals_training_path(lengths, depth, joint_pos, vectors, seed):
+    """The chunk-by-chunk inference path gives the scores of the training path
+    (without dropout) at every real position, and zeros past each length."""
+    torch.manual_seed(seed)
+    module = WordCharBiLSTMTagger(
+        n_word_rows=30, n_word_hashes=2, word_embed_size=6, n_chars=40, char_embed_size=5,
+        char_hidden_size=4, hidden_size=7, depth=depth, dropout=0.0, word_dropout=0.0,
+        include_static_vectors=vectors, n_labels=5,
+    )
+    module.resize_pos_output(3 if joint_pos else 0)
+    if vectors:
+        module.resize_vectors(4)
+    n_seqs, max_len, n_types = len(lengths), max(lengths), 9
+    lengths_t = torch.tensor(lengths)
+    char_lengths = torch.randint(1, 7, (n_types,))
+    inputs = (
+        torch.randint(1, 30, (n_seqs, max_len, 2)),
+        torch.randint(1, 40, (n_types, 6)) * (torch.arange(6) < char_lengths.unsqueeze(1)),
+        char_lengths,
+        torch.randint(0, n_types, (n_seqs, max_len)),
+        lengths_t,
+        torch.randn(n_seqs, max_len, 4) if vectors else None,
+    )
+    with torch.no_grad():
+        expected = module.train()(*inputs)
+        got = module.eval()(*inputs)
+    assert got.shape == expected.shape == (n_seqs, max_len, 5 + (3 if joint_pos else 0))
+    inside = (torch.arange(max_len) < lengths_t.unsqueeze(1)).unsqueeze(-1)
+    torch.testing.assert_close(got * inside, expected * inside, rtol=1e-5, atol=1e-5)
+    assert not (got * ~inside).any()
