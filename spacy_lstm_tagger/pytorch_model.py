@@ -13,6 +13,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 UNKNOWN_WORD_ID = 0
 """Row of the word table used for word dropout (never produced by hashing)."""
 PAD_CHAR_ID = 0
+INFERENCE_CHUNK_TOKENS = 4096
+"""Padded positions per chunk at inference (see :func:`length_chunks`)."""
 
 
 class CharBiLSTMEncoder(nn.Module):
@@ -27,6 +29,7 @@ class CharBiLSTMEncoder(nn.Module):
             char_embed_size, hidden_size, batch_first=True, bidirectional=True
         )
         self.output_size = 2 * hidden_size
+        self.chunk_tokens = INFERENCE_CHUNK_TOKENS
 
     def forward(self, char_ids: torch.Tensor, char_lengths: torch.Tensor) -> torch.Tensor:
         # char_ids: (n_types, max_chars); char_lengths: (n_types,) on CPU, all >= 1
@@ -35,7 +38,7 @@ class CharBiLSTMEncoder(nn.Module):
             embedded = self.embed(char_ids)
             hidden = self.lstm.hidden_size
             encoded = embedded.new_empty(len(char_ids), 2 * hidden)
-            for ids, length in length_chunks(char_lengths):
+            for ids, length in length_chunks(char_lengths, self.chunk_tokens):
                 out = bilstm_padded(self.lstm, embedded[ids, :length], char_lengths[ids])
                 last = (char_lengths[ids] - 1).to(out.device)
                 encoded[ids.to(out.device)] = torch.cat(
@@ -100,6 +103,7 @@ class WordCharBiLSTMTagger(nn.Module):
             bidirectional=True,
         )
         self.output_dropout = nn.Dropout(dropout)
+        self.chunk_tokens = INFERENCE_CHUNK_TOKENS
         self.encoding_size = 2 * hidden_size
         self.output: Optional[nn.Linear] = None
         self.use_crf = crf
@@ -212,7 +216,7 @@ class WordCharBiLSTMTagger(nn.Module):
         n_seqs, max_len = token_types.shape
         n_out = self.output.out_features + self.n_pos_labels
         scores = chars.new_zeros(n_seqs, max_len, n_out)
-        for ids, length in length_chunks(lengths):
+        for ids, length in length_chunks(lengths, self.chunk_tokens):
             dev_ids = ids.to(word_ids.device)
             tokens = self._token_inputs(
                 word_ids[dev_ids, :length], chars, token_types[dev_ids, :length],
@@ -224,14 +228,15 @@ class WordCharBiLSTMTagger(nn.Module):
         return scores
 
 
-def length_chunks(lengths: torch.Tensor, chunk_tokens: int = 4096) -> Iterator[Tuple[torch.Tensor, int]]:
+def length_chunks(lengths: torch.Tensor, chunk_tokens: int = INFERENCE_CHUNK_TOKENS) -> Iterator[Tuple[torch.Tensor, int]]:
     """Split sequence indices, longest first, into chunks of similar length
     holding about ``chunk_tokens`` padded positions each; yield each chunk's
     indices (on the CPU) and its longest length. Big enough that the LSTM's
     per-step overhead is amortized, small enough to stay in cache
     (``benchmarks/microbench.py chunks``)."""
-    order = torch.argsort(lengths.cpu(), descending=True)
-    sorted_lengths = lengths.cpu()[order].tolist()
+    lengths = lengths.cpu()
+    order = torch.argsort(lengths, descending=True)
+    sorted_lengths = lengths[order].tolist()
     start = 0
     while start < len(order):
         length = sorted_lengths[start]
@@ -240,7 +245,9 @@ def length_chunks(lengths: torch.Tensor, chunk_tokens: int = 4096) -> Iterator[T
         start = end
 
 
-def bilstm_by_length(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, chunk_tokens: int = 4096) -> torch.Tensor:
+def bilstm_by_length(
+    lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, chunk_tokens: int = INFERENCE_CHUNK_TOKENS
+) -> torch.Tensor:
     """The outputs of a batch-first bidirectional ``lstm`` on padded ``x``,
     for inference: the same values as running it on a packed sequence, faster.
 

@@ -54,17 +54,20 @@ def test_char_encoder_inference_equals_training_path():
     depth=st.integers(1, 2),
     joint_pos=st.booleans(),
     vectors=st.booleans(),
+    chunk_tokens=st.integers(1, 100),
     seed=st.integers(0, 2**16),
 )
-def test_tagger_inference_path_equals_training_path(lengths, depth, joint_pos, vectors, seed):
+def test_tagger_inference_path_equals_training_path(lengths, depth, joint_pos, vectors, chunk_tokens, seed):
     """The chunk-by-chunk inference path gives the scores of the training path
-    (without dropout) at every real position, and zeros past each length."""
+    (without dropout) at every real position, and zeros past each length,
+    however the sequences and word types fall into chunks."""
     torch.manual_seed(seed)
     module = WordCharBiLSTMTagger(
         n_word_rows=30, n_word_hashes=2, word_embed_size=6, n_chars=40, char_embed_size=5,
         char_hidden_size=4, hidden_size=7, depth=depth, dropout=0.0, word_dropout=0.0,
         include_static_vectors=vectors, n_labels=5,
     )
+    module.chunk_tokens = module.char_encoder.chunk_tokens = chunk_tokens
     module.resize_pos_output(3 if joint_pos else 0)
     if vectors:
         module.resize_vectors(4)
