@@ -17,9 +17,10 @@ class TaggerWorkerPlugin(WorkerPlugin):
     """On every worker (also one that joins or restarts later): use ``threads``
     torch threads and load the model once."""
 
-    def __init__(self, model: str, threads: int = 1):
+    def __init__(self, model: str, threads: int = 1, probabilities: bool = False):
         self.model = model
         self.threads = threads
+        self.probabilities = probabilities
         self.name = f"spacy-lstm-tagger:{model}"
 
     def setup(self, worker) -> None:
@@ -27,7 +28,7 @@ class TaggerWorkerPlugin(WorkerPlugin):
 
         torch.set_num_threads(self.threads)
         try:
-            load_model(self.model)
+            load_model(self.model, self.probabilities)
         except Exception:
             pass  # the first task raises the error again, with a traceback the client sees
 
@@ -40,7 +41,7 @@ def start_local_cluster(n_workers: Optional[int] = None) -> LocalCluster:
 
 def run_dask(stats: TagStats, pending: List[Partition], model: str, output: Path, formats: Sequence[str],
              batch_size: int, client: Optional[Client], scheduler: Optional[str], n_workers: Optional[int],
-             threads: Optional[int], progress: Optional[bool]) -> None:
+             threads: Optional[int], progress: Optional[bool], probabilities: bool = False) -> None:
     own_cluster = own_client = None
     setup_start = time.perf_counter()
     try:
@@ -50,12 +51,13 @@ def run_dask(stats: TagStats, pending: List[Partition], model: str, output: Path
             else:
                 own_cluster = start_local_cluster(n_workers)
                 client = own_client = Client(own_cluster)
-        client.register_plugin(TaggerWorkerPlugin(model, threads or 1))
+        client.register_plugin(TaggerWorkerPlugin(model, threads or 1, probabilities))
         stats.workers = len(client.nthreads())
         stats.setup_seconds = time.perf_counter() - setup_start
         token = uuid.uuid4().hex[:8]
         # (a partial: client.map has its own batch_size argument)
-        task = partial(tag_partition, model=model, output=str(output), formats=list(formats), batch_size=batch_size)
+        task = partial(tag_partition, model=model, output=str(output), formats=list(formats), batch_size=batch_size,
+                       probabilities=probabilities)
         futures = client.map(task, pending, pure=False, key=[f"tag-{p.name}-{token}" for p in pending])
         names = {f.key: p.name for f, p in zip(futures, pending)}
         desc = f"tagging (dask, {stats.workers} workers)"

@@ -20,11 +20,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from ..loading import check_model as _check_model, enable_probabilities, extension_attrs, load_pipeline
 from .readers import Partition, Record, plan_partitions, read_partition
 from .writers import count_words, is_done, parse_formats, remove_stale_tmp_files, write_partition
 
@@ -73,18 +74,20 @@ class TagStats:
 
 # --- tagging one partition (shared by every engine) --------------------------
 
-_NLP_CACHE: Dict[str, Language] = {}
+_NLP_CACHE: Dict[Tuple[str, bool], Language] = {}
 _NLP_LOCK = threading.Lock()
 
 
-def load_model(model: str) -> Language:
-    """``spacy.load(model)``, once per process."""
+def load_model(model: str, probabilities: bool = False) -> Language:
+    """``spacy.load(model)``, once per process (a pipeline without a tagger
+    is an error); ``probabilities`` turns on ``store_probabilities``."""
     with _NLP_LOCK:
-        if model not in _NLP_CACHE:
-            import spacy
-
-            _NLP_CACHE[model] = spacy.load(model)
-        return _NLP_CACHE[model]
+        if (model, probabilities) not in _NLP_CACHE:
+            nlp = load_pipeline(model)
+            if probabilities:
+                enable_probabilities(nlp, model)
+            _NLP_CACHE[(model, probabilities)] = nlp
+        return _NLP_CACHE[(model, probabilities)]
 
 
 def model_id(model: Union[str, Path]) -> str:
@@ -94,11 +97,8 @@ def model_id(model: Union[str, Path]) -> str:
 
 
 def check_model(model: str) -> None:
-    """Fail before any work starts if the model is neither a directory nor a package."""
-    from spacy.util import is_package
-
-    if not Path(model).exists() and not is_package(model):
-        raise FileNotFoundError(f"Model not found: {model} is neither a pipeline directory nor an installed package")
+    """Fail before any work starts if the model is neither a pipeline directory nor a package."""
+    _check_model(model)
 
 
 def record_input(nlp: Language, record: Record) -> Union[str, Doc]:
@@ -118,13 +118,23 @@ def attach_info(doc: Doc, record: Record) -> Doc:
     return doc
 
 
-def tag_records(nlp: Language, records: Sequence[Record], batch_size: int) -> List[Doc]:
+def tag_records(nlp: Language, records: Sequence[Record], batch_size: int,
+                on_batch: Optional[Callable[[int], Any]] = None) -> List[Doc]:
+    """Tag ``records``; ``on_batch(n)`` is called after every batch (progress)."""
     inputs = (record_input(nlp, r) for r in records)
-    return [attach_info(doc, r) for doc, r in zip(nlp.pipe(inputs, batch_size=batch_size), records)]
+    docs = []
+    for doc, r in zip(nlp.pipe(inputs, batch_size=batch_size), records):
+        docs.append(attach_info(doc, r))
+        if on_batch is not None and len(docs) % batch_size == 0:
+            on_batch(batch_size)
+    if on_batch is not None and len(docs) % batch_size:
+        on_batch(len(docs) % batch_size)
+    return docs
 
 
 def tag_partition(partition: Partition, model: str, output: str, formats: Sequence[str],
-                  batch_size: int) -> Dict[str, Any]:
+                  batch_size: int, probabilities: bool = False,
+                  on_batch: Optional[Callable[[int], Any]] = None) -> Dict[str, Any]:
     """Tag one partition and write it atomically (the Dask task). A partition
     whose files already exist (e.g. a rescheduled task) is not redone."""
     result = {"index": partition.index, "name": partition.name, "n_docs": partition.n_docs,
@@ -132,9 +142,9 @@ def tag_partition(partition: Partition, model: str, output: str, formats: Sequen
     if is_done(output, partition.name, formats):
         result["n_words"] = count_words(output, partition.name, formats)
         return result
-    nlp = load_model(model)
-    docs = tag_records(nlp, read_partition(partition), batch_size)
-    write_partition(docs, output, partition.name, formats)
+    nlp = load_model(model, probabilities)
+    docs = tag_records(nlp, read_partition(partition), batch_size, on_batch)
+    write_partition(docs, output, partition.name, formats, extension_attrs(nlp))
     result.update(n_words=sum(len(d) for d in docs), status="written")
     return result
 
@@ -149,8 +159,8 @@ def check_manifest(output: Path, manifest: Dict[str, Any]) -> None:
     # failed to load, is simply replaced)
     if path.exists() and any(output.glob("part-*")):
         old = json.loads(path.read_text(encoding="utf8"))
-        for key in ("model", "partition_size", "conllu_unit", "inputs"):
-            if old.get(key) != manifest[key]:
+        for key in ("model", "partition_size", "conllu_unit", "inputs", "probabilities"):
+            if old.get(key, False if key == "probabilities" else None) != manifest[key]:
                 raise OutputMismatchError(
                     f"{output} holds the output of a different run ({key}: {old.get(key)!r} there, "
                     f"{manifest[key]!r} now): re-run with the same arguments to resume, or use a new --output"
@@ -185,6 +195,7 @@ def tag_corpus(
     client: Any = None,
     threads: Optional[int] = None,
     progress: Optional[bool] = None,
+    probabilities: bool = False,
 ) -> TagStats:
     """Tag ``inputs`` with ``model`` into ``output``/part-NNNNN.{spacy,jsonl}.
 
@@ -193,7 +204,8 @@ def tag_corpus(
     engine "dask": ``client`` (an existing ``distributed.Client``), else
     ``scheduler`` (an address), else a new ``LocalCluster`` of ``n_workers``
     single-threaded processes (default: one per CPU); ``threads`` torch
-    threads per worker (default 1).
+    threads per worker (default 1). ``probabilities``: every lstm_tagger
+    stores its tag probabilities (in the DocBin's user data and the JSONL).
     """
     if engine not in ENGINES:
         raise ValueError(f"Unknown engine {engine!r}: expected {' or '.join(ENGINES)}")
@@ -207,11 +219,16 @@ def tag_corpus(
         check_model(model)
     output = Path(output)
     partitions, described = plan_partitions(inputs, partition_size, input_format, conllu_unit)
+    preload_seconds = 0.0
+    if engine == "local":  # a model that fails to load fails before anything is written
+        preload_start = time.perf_counter()
+        load_model(model, probabilities)
+        preload_seconds = time.perf_counter() - preload_start
     output.mkdir(parents=True, exist_ok=True)
     for item in described:
         item["resolved"] = str(Path(item["path"]).resolve())
     check_manifest(output, {
-        "model": model, "partition_size": partition_size, "conllu_unit": conllu_unit,
+        "model": model, "partition_size": partition_size, "conllu_unit": conllu_unit, "probabilities": probabilities,
         "inputs": [{k: d[k] for k in ("resolved", "format", "bytes", "n_docs")} for d in described],
         "partitions": [{"name": p.name, "source": p.source, "first_doc": p.first_doc, "n_docs": p.n_docs,
                         "line": p.line} for p in partitions],
@@ -227,32 +244,38 @@ def tag_corpus(
     start = time.perf_counter()
     if pending:
         if engine == "local":
-            _run_local(stats, pending, model, output, formats, batch_size, n_process, threads, progress)
+            _run_local(stats, pending, model, output, formats, batch_size, n_process, threads, progress,
+                       probabilities)
         else:
             _run_dask(stats, pending, model, output, formats, batch_size, client, scheduler, n_workers,
-                      threads, progress)
-    stats.seconds = time.perf_counter() - start
+                      threads, progress, probabilities=probabilities)
+    stats.setup_seconds += preload_seconds
+    stats.seconds = time.perf_counter() - start + preload_seconds
     stats.removed_tmp_files += remove_stale_tmp_files(output)
     return stats
 
 
 def _run_local(stats: TagStats, pending: List[Partition], model: str, output: Path, formats: Sequence[str],
-               batch_size: int, n_process: int, threads: Optional[int], progress: Optional[bool]) -> None:
+               batch_size: int, n_process: int, threads: Optional[int], progress: Optional[bool],
+               probabilities: bool = False) -> None:
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     setup_start = time.perf_counter()
-    nlp = load_model(model)
+    nlp = load_model(model, probabilities)
+    attrs = extension_attrs(nlp)
     stats.setup_seconds = time.perf_counter() - setup_start
     stats.workers = n_process
     with _progress(sum(p.n_docs for p in pending), progress, "tagging") as bar:
         if n_process == 1:
             for part in pending:
-                result = tag_partition(part, model, str(output), formats, batch_size)
+                result = tag_partition(part, model, str(output), formats, batch_size, probabilities,
+                                       on_batch=bar.update)
                 stats.n_docs += result["n_docs"]
                 stats.n_words += result["n_words"]
-                bar.update(result["n_docs"])
+                if result["status"] == "exists":
+                    bar.update(result["n_docs"])
             return
         # One pool of processes for the whole run; Docs come back in order and
         # are regrouped into their partitions.
@@ -266,7 +289,7 @@ def _run_local(stats: TagStats, pending: List[Partition], model: str, output: Pa
             buffer.append(attach_info(doc, record))
             bar.update(1)
             if len(buffer) == part.n_docs:
-                write_partition(buffer, output, part.name, formats)
+                write_partition(buffer, output, part.name, formats, attrs)
                 stats.n_docs += len(buffer)
                 stats.n_words += sum(len(d) for d in buffer)
                 buffer = []

@@ -6,7 +6,9 @@ Three formats, all read as a stream of *records* (one record = one Doc):
 * ``jsonl``: one JSON object per line with a string ``"text"``; the other
   fields are kept and written back as ``"meta"``;
 * ``conllu``: one document per sentence (or per ``# newdoc``), with the gold
-  tokenization: words from column 2, spaces from ``SpaceAfter=No``.
+  tokenization: words from column 2, spaces from ``SpaceAfter=No``; the
+  input lines of each sentence are kept in ``meta["conllu"]`` (the CoNLL-U
+  writer keeps their columns).
 
 Partitions are ranges of ``partition_size`` consecutive records of one input
 file. :func:`plan_partitions` scans every file once (validating it, so bad
@@ -168,6 +170,7 @@ def _read_conllu(path: Path, source: str, offset: int, line: int, unit: str) -> 
                     doc.meta["sent_id"] = sent["comments"]["sent_id"]
                 if "newdoc" in sent["comments"] and sent["comments"]["newdoc"]:
                     doc.meta["newdoc_id"] = sent["comments"]["newdoc"]
+            doc.meta.setdefault("conllu", []).append(sent["lines"])  # for the CoNLL-U writer
             doc.words.extend(sent["words"])
             doc.spaces.extend(sent["spaces"])
             doc.sent_starts.extend([True] + [False] * (len(sent["words"]) - 1))
@@ -183,8 +186,9 @@ def _read_conllu(path: Path, source: str, offset: int, line: int, unit: str) -> 
                 yield finished
             continue
         if sent is None:
-            sent = {"words": [], "spaces": [], "offset": pos, "line": n, "comments": {}}
+            sent = {"words": [], "spaces": [], "offset": pos, "line": n, "comments": {}, "lines": []}
             range_end, range_space = 0, True
+        sent["lines"].append(text)
         if text.startswith("#"):
             key, _, value = text[1:].partition("=")
             key = key.strip()
