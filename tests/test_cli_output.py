@@ -306,6 +306,36 @@ def test_progress_moves_per_batch(work, tmp_path, monkeypatch):
     assert updates == [4] * 6 + [1] + [4] * 6 + [1]  # every batch, not once per partition
 
 
+def test_dask_progress_moves_per_batch(work, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from spacy_lstm_tagger.tagging import dask_engine
+
+    updates = []
+
+    class Bar:
+        def __init__(self, total, progress, desc):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            updates.append(n)
+
+    monkeypatch.setattr(dask_engine, "_progress", Bar)
+    corpus = tmp_path / "many.txt"
+    corpus.write_text("".join(f"I like ham {i}\n" for i in range(400)))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        stats = tag_corpus(work / "model", [corpus], tmp_path / "out", formats="jsonl", partition_size=200,
+                           batch_size=8, engine="dask", client=client)
+    assert stats.n_docs == 400 and sum(updates) == 400
+    assert len(updates) > 10 and max(updates) < 200  # batches reported from the worker, not whole partitions
+
+
 def test_progress_bar_shows_rate_and_eta(work, tmp_path, capsys):
     tag_corpus(work / "model", [work / "in.txt"], tmp_path / "out", formats="jsonl", batch_size=1, progress=True)
     err = capsys.readouterr().err

@@ -1,13 +1,14 @@
 """The Dask ``distributed`` engine: one task per partition (needs the
 ``scale`` extra: ``pip install "spacy-lstm-tagger[scale]"``)."""
 import os
+import threading
 import time
 import uuid
 from functools import partial
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from .engines import TaggingError, TagStats, _progress, load_model, tag_partition
 from .readers import Partition
@@ -33,6 +34,49 @@ class TaggerWorkerPlugin(WorkerPlugin):
             pass  # the first task raises the error again, with a traceback the client sees
 
 
+def tag_partition_reporting(partition: Partition, topic: str, **kwargs: Any) -> Dict[str, Any]:
+    """The Dask task: :func:`tag_partition`, telling the client after every
+    batch how many of the partition's docs are tagged (an event on
+    ``topic``), so the progress bar moves per batch, not per partition."""
+    worker = get_worker()
+    done = 0
+
+    def on_batch(n: int) -> None:
+        nonlocal done
+        done += n
+        worker.log_event(topic, {"name": partition.name, "done": done})
+
+    return tag_partition(partition, on_batch=on_batch, **kwargs)
+
+
+class _BatchProgress:
+    """Client side of :func:`tag_partition_reporting`: moves the bar by each
+    partition's progress, counting a partition at most once (a rescheduled
+    task starts again from 0: only what goes beyond the best count so far)."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+        self.counted: Dict[str, int] = {}
+        self.finished: set = set()
+        self.lock = threading.Lock()
+
+    def on_event(self, event) -> None:
+        data = event[1]
+        self._advance(data["name"], data["done"])
+
+    def finish(self, name: str, n_docs: int) -> None:
+        self._advance(name, n_docs)
+        with self.lock:
+            self.finished.add(name)
+
+    def _advance(self, name: str, done: int) -> None:
+        with self.lock:
+            if name in self.finished or done <= self.counted.get(name, 0):
+                return
+            self.bar.update(done - self.counted.get(name, 0))
+            self.counted[name] = done
+
+
 def start_local_cluster(n_workers: Optional[int] = None) -> LocalCluster:
     """Single-threaded worker processes, one per core by default (no oversubscription)."""
     return LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
@@ -55,13 +99,16 @@ def run_dask(stats: TagStats, pending: List[Partition], model: str, output: Path
         stats.workers = len(client.nthreads())
         stats.setup_seconds = time.perf_counter() - setup_start
         token = uuid.uuid4().hex[:8]
+        topic = f"spacy-lstm-tagger-progress-{token}"
         # (a partial: client.map has its own batch_size argument)
-        task = partial(tag_partition, model=model, output=str(output), formats=list(formats), batch_size=batch_size,
-                       probabilities=probabilities)
-        futures = client.map(task, pending, pure=False, key=[f"tag-{p.name}-{token}" for p in pending])
-        names = {f.key: p.name for f, p in zip(futures, pending)}
+        task = partial(tag_partition_reporting, topic=topic, model=model, output=str(output),
+                       formats=list(formats), batch_size=batch_size, probabilities=probabilities)
+        names = {f"tag-{p.name}-{token}": p.name for p in pending}
         desc = f"tagging (dask, {stats.workers} workers)"
         with _progress(sum(p.n_docs for p in pending), progress, desc) as bar:
+            batches = _BatchProgress(bar)
+            client.subscribe_topic(topic, batches.on_event)
+            futures = client.map(task, pending, pure=False, key=list(names))
             try:
                 for future in as_completed(futures):
                     try:
@@ -73,9 +120,10 @@ def run_dask(stats: TagStats, pending: List[Partition], model: str, output: Path
                         ) from err
                     stats.n_docs += result["n_docs"]
                     stats.n_words += result["n_words"]
-                    bar.update(result["n_docs"])
+                    batches.finish(result["name"], result["n_docs"])
             finally:
                 client.cancel([f for f in futures if not f.done()])
+                client.unsubscribe_topic(topic)
     finally:
         if own_client is not None:
             own_client.close()
