@@ -10,6 +10,7 @@ pipeline without a tagger, a missing optional dependency) are one message
 and exit code 1, not a traceback.
 """
 import contextlib
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -148,7 +149,8 @@ def _stream(model: str, inputs: List[Path], formats: List[str], input_format: In
             probabilities=probabilities,
         )
     except BrokenPipeError:  # e.g. `... -o - | head`: the reader has all it wants
-        sys.stderr.close()
+        # (stdout to /dev/null, so the interpreter's final flush doesn't complain)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0)
     except (InputError, FileNotFoundError, ValueError, OSError) as err:
         with contextlib.redirect_stdout(sys.stderr):
