@@ -3,13 +3,13 @@
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional
 
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
-from .engines import TaggingError, TagStats, _progress, load_model, tag_partition
+from .core import TaggingError, TagJob, TagStats, load_model, progress_bar, tag_partition
 from .readers import Partition
 
 
@@ -38,28 +38,39 @@ def start_local_cluster(n_workers: Optional[int] = None) -> LocalCluster:
                         dashboard_address=None)
 
 
-def run_dask(stats: TagStats, pending: List[Partition], model: str, output: Path, formats: Sequence[str],
-             batch_size: int, client: Optional[Client], scheduler: Optional[str], n_workers: Optional[int],
-             threads: Optional[int], progress: Optional[bool]) -> None:
+@dataclass
+class DaskOptions:
+    """Where to run: an existing ``client``, else a ``scheduler`` address,
+    else a new ``LocalCluster`` of ``n_workers`` processes."""
+
+    client: Any = None  # a distributed.Client
+    scheduler: Optional[str] = None
+    n_workers: Optional[int] = None
+
+
+def run_dask(stats: TagStats, pending: List[Partition], job: TagJob, options: DaskOptions,
+             progress: Optional[bool]) -> None:
+    """One task per partition; workers write their partitions themselves."""
+    client = options.client
     own_cluster = own_client = None
     setup_start = time.perf_counter()
     try:
         if client is None:
-            if scheduler:
-                client = own_client = Client(scheduler)
+            if options.scheduler:
+                client = own_client = Client(options.scheduler)
             else:
-                own_cluster = start_local_cluster(n_workers)
+                own_cluster = start_local_cluster(options.n_workers)
                 client = own_client = Client(own_cluster)
-        client.register_plugin(TaggerWorkerPlugin(model, threads or 1))
+        client.register_plugin(TaggerWorkerPlugin(job.model, job.threads or 1))
         stats.workers = len(client.nthreads())
         stats.setup_seconds = time.perf_counter() - setup_start
         token = uuid.uuid4().hex[:8]
         # (a partial: client.map has its own batch_size argument)
-        task = partial(tag_partition, model=model, output=str(output), formats=list(formats), batch_size=batch_size)
+        task = partial(tag_partition, job=job)
         futures = client.map(task, pending, pure=False, key=[f"tag-{p.name}-{token}" for p in pending])
         names = {f.key: p.name for f, p in zip(futures, pending)}
         desc = f"tagging (dask, {stats.workers} workers)"
-        with _progress(sum(p.n_docs for p in pending), progress, desc) as bar:
+        with progress_bar(sum(p.n_docs for p in pending), progress, desc) as bar:
             try:
                 for future in as_completed(futures):
                     try:
@@ -69,8 +80,7 @@ def run_dask(stats: TagStats, pending: List[Partition], model: str, output: Path
                             f"Partition {names[future.key]} failed: {type(err).__name__}: {err}. Finished "
                             "partitions are kept: fix the cause and re-run the same command to resume."
                         ) from err
-                    stats.n_docs += result["n_docs"]
-                    stats.n_words += result["n_words"]
+                    stats.add(result)
                     bar.update(result["n_docs"])
             finally:
                 client.cancel([f for f in futures if not f.done()])
