@@ -69,7 +69,7 @@ def main() -> None:
     import torch
     from wasabi import msg
 
-    from spacy_lstm_tagger.tagging import engines as tagging_engines
+    from spacy_lstm_tagger.tagging import core as tagging_core
     from spacy_lstm_tagger.tagging import tag_corpus
 
     default_threads = torch.get_num_threads()
@@ -90,7 +90,7 @@ def main() -> None:
             results.append(row(f"1 process, {args.threads} thread(s)", stats))
         if "n_process" in engines:
             msg.info(f"nlp.pipe(n_process={args.workers})")
-            tagging_engines._NLP_CACHE.clear()  # count this run's model load too
+            tagging_core._NLP_CACHE.clear()  # count this run's model load too
             out = outputs["n_process"] = workdir / "n_process"
             stats = tag_corpus(args.model, [data], out, n_process=args.workers, **common)
             results.append(row(f"n_process={args.workers}", stats))

@@ -4,13 +4,13 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
-from .engines import TaggingError, TagStats, _progress, load_model, tag_partition
+from .core import TaggingError, TagJob, TagStats, load_model, progress_bar, tag_partition
 from .readers import Partition
 
 
@@ -34,7 +34,7 @@ class TaggerWorkerPlugin(WorkerPlugin):
             pass  # the first task raises the error again, with a traceback the client sees
 
 
-def tag_partition_reporting(partition: Partition, topic: str, **kwargs: Any) -> Dict[str, Any]:
+def tag_partition_reporting(partition: Partition, job: TagJob, topic: str) -> Dict[str, Any]:
     """The Dask task: :func:`tag_partition`, telling the client after every
     batch how many of the partition's docs are tagged (an event on
     ``topic``), so the progress bar moves per batch, not per partition."""
@@ -46,7 +46,7 @@ def tag_partition_reporting(partition: Partition, topic: str, **kwargs: Any) -> 
         done += n
         worker.log_event(topic, {"name": partition.name, "done": done})
 
-    return tag_partition(partition, on_batch=on_batch, **kwargs)
+    return tag_partition(partition, job, on_batch=on_batch)
 
 
 class _BatchProgress:
@@ -83,29 +83,38 @@ def start_local_cluster(n_workers: Optional[int] = None) -> LocalCluster:
                         dashboard_address=None)
 
 
-def run_dask(stats: TagStats, pending: List[Partition], model: str, output: Path, formats: Sequence[str],
-             batch_size: int, client: Optional[Client], scheduler: Optional[str], n_workers: Optional[int],
-             threads: Optional[int], progress: Optional[bool], probabilities: bool = False) -> None:
+@dataclass
+class DaskOptions:
+    """Where to run: an existing ``client``, else a ``scheduler`` address,
+    else a new ``LocalCluster`` of ``n_workers`` processes."""
+
+    client: Any = None  # a distributed.Client
+    scheduler: Optional[str] = None
+    n_workers: Optional[int] = None
+
+
+def run_dask(stats: TagStats, pending: List[Partition], job: TagJob, options: DaskOptions,
+             progress: Optional[bool]) -> None:
+    """One task per partition; workers write their partitions themselves."""
+    client = options.client
     own_cluster = own_client = None
     setup_start = time.perf_counter()
     try:
         if client is None:
-            if scheduler:
-                client = own_client = Client(scheduler)
+            if options.scheduler:
+                client = own_client = Client(options.scheduler)
             else:
-                own_cluster = start_local_cluster(n_workers)
+                own_cluster = start_local_cluster(options.n_workers)
                 client = own_client = Client(own_cluster)
-        client.register_plugin(TaggerWorkerPlugin(model, threads or 1, probabilities))
+        client.register_plugin(TaggerWorkerPlugin(job.model, job.threads or 1, job.probabilities))
         stats.workers = len(client.nthreads())
         stats.setup_seconds = time.perf_counter() - setup_start
         token = uuid.uuid4().hex[:8]
         topic = f"spacy-lstm-tagger-progress-{token}"
-        # (a partial: client.map has its own batch_size argument)
-        task = partial(tag_partition_reporting, topic=topic, model=model, output=str(output),
-                       formats=list(formats), batch_size=batch_size, probabilities=probabilities)
+        task = partial(tag_partition_reporting, job=job, topic=topic)
         names = {f"tag-{p.name}-{token}": p.name for p in pending}
         desc = f"tagging (dask, {stats.workers} workers)"
-        with _progress(sum(p.n_docs for p in pending), progress, desc) as bar:
+        with progress_bar(sum(p.n_docs for p in pending), progress, desc) as bar:
             batches = _BatchProgress(bar)
             client.subscribe_topic(topic, batches.on_event)
             futures = client.map(task, pending, pure=False, key=list(names))
@@ -118,8 +127,7 @@ def run_dask(stats: TagStats, pending: List[Partition], model: str, output: Path
                             f"Partition {names[future.key]} failed: {type(err).__name__}: {err}. Finished "
                             "partitions are kept: fix the cause and re-run the same command to resume."
                         ) from err
-                    stats.n_docs += result["n_docs"]
-                    stats.n_words += result["n_words"]
+                    stats.add(result)
                     batches.finish(result["name"], result["n_docs"])
             finally:
                 client.cancel([f for f in futures if not f.done()])
