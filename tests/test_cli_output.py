@@ -158,6 +158,19 @@ def test_conllu_feats_from_token_morph(work):
     assert [c[5] for c in rows] == ["Case=Nom|Person=3", "_", "_"]
 
 
+def test_conllu_of_a_retokenized_doc_gets_new_lines(work):
+    from spacy_lstm_tagger.tagging.writers import doc_conllu
+
+    nlp = spacy.load(work / "model")
+    doc = nlp(Doc(nlp.vocab, words=["gon", "na", "eat"], spaces=[False, True, False]))
+    doc.user_data["input"] = {"source": "x.conllu", "line": 1,
+                              "conllu": [CONLLU.split("\n\n")[1].split("\n")]}
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[0:2])
+    rows = check_ud(doc_conllu(doc))[0]
+    assert [c[1] for c in rows] == ["gonna", "eat"]
+
+
 def test_stdout_streams_what_the_directory_gets(work, tmp_path):
     for fmt in ("jsonl", "conllu"):
         out = tmp_path / fmt
