@@ -102,6 +102,19 @@ def test_empty_conllu_form_stops_before_tagging(model_dir, tmp_path):
     assert nothing_written(output)
 
 
+@pytest.mark.parametrize("name", ["in.txt", "in.jsonl"])
+def test_text_beyond_max_length_stops_before_tagging(model_dir, tmp_path, name):
+    path = tmp_path / name
+    long_text = "ham " * 250_001  # 1,000,004 characters
+    lines = ["I like ham", long_text]
+    path.write_text("".join((json.dumps({"text": t}) if name.endswith("jsonl") else t) + "\n" for t in lines),
+                    encoding="utf8")
+    output = tmp_path / "out"
+    with pytest.raises(InputError, match=rf"{name}:2: a text of 1,000,004 characters, more than spaCy's nlp.max_length"):
+        tag_corpus(model_dir, [path], output, progress=False)
+    assert nothing_written(output)
+
+
 def test_valid_extreme_meta_round_trips(model_dir, tmp_path):
     """The limits are the formats' own: 64-bit integers and finite floats pass."""
     path = tmp_path / "in.jsonl"
