@@ -7,11 +7,12 @@ imports none of them, so there is no import cycle between the engines.
 import os
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from ..loading import enable_probabilities, extension_attrs, load_pipeline
 from .readers import Partition, Record, read_partition
 from .writers import count_words, is_done, write_partition
 
@@ -42,6 +43,7 @@ class TagJob:
     formats: Tuple[str, ...]
     batch_size: int
     threads: Optional[int] = None  # torch threads of a worker process (None: 1)
+    probabilities: bool = False  # turn on store_probabilities in every lstm_tagger
 
 
 @dataclass
@@ -80,18 +82,20 @@ class TagStats:
         return data
 
 
-_NLP_CACHE: Dict[str, Language] = {}
+_NLP_CACHE: Dict[Tuple[str, bool], Language] = {}
 _NLP_LOCK = threading.Lock()
 
 
-def load_model(model: str) -> Language:
-    """``spacy.load(model)``, once per process."""
+def load_model(model: str, probabilities: bool = False) -> Language:
+    """``spacy.load(model)``, once per process (a pipeline without a tagger
+    is an error); ``probabilities`` turns on ``store_probabilities``."""
     with _NLP_LOCK:
-        if model not in _NLP_CACHE:
-            import spacy
-
-            _NLP_CACHE[model] = spacy.load(model)
-        return _NLP_CACHE[model]
+        if (model, probabilities) not in _NLP_CACHE:
+            nlp = load_pipeline(model)
+            if probabilities:
+                enable_probabilities(nlp, model)
+            _NLP_CACHE[(model, probabilities)] = nlp
+        return _NLP_CACHE[(model, probabilities)]
 
 
 def record_input(nlp: Language, record: Record) -> Union[str, Doc]:
@@ -111,14 +115,24 @@ def attach_info(doc: Doc, record: Record) -> Doc:
     return doc
 
 
-def tag_records(nlp: Language, records: Sequence[Record], batch_size: int) -> List[Doc]:
-    """Tag one partition's records. Batches never span two partitions, so a
-    partition's Docs are the same whichever engine or process tags it."""
+def tag_records(nlp: Language, records: Sequence[Record], batch_size: int,
+                on_batch: Optional[Callable[[int], Any]] = None) -> List[Doc]:
+    """Tag one partition's records; ``on_batch(n)`` is called after every
+    batch (progress). Batches never span two partitions, so a partition's
+    Docs are the same whichever engine or process tags it."""
     inputs = (record_input(nlp, r) for r in records)
-    return [attach_info(doc, r) for doc, r in zip(nlp.pipe(inputs, batch_size=batch_size), records)]
+    docs = []
+    for doc, r in zip(nlp.pipe(inputs, batch_size=batch_size), records):
+        docs.append(attach_info(doc, r))
+        if on_batch is not None and len(docs) % batch_size == 0:
+            on_batch(batch_size)
+    if on_batch is not None and len(docs) % batch_size:
+        on_batch(len(docs) % batch_size)
+    return docs
 
 
-def tag_partition(partition: Partition, job: TagJob) -> Dict[str, Any]:
+def tag_partition(partition: Partition, job: TagJob,
+                  on_batch: Optional[Callable[[int], Any]] = None) -> Dict[str, Any]:
     """Tag one partition and write it atomically (the unit of work of every
     engine). A partition whose files already exist (e.g. a rescheduled Dask
     task) is not redone."""
@@ -127,9 +141,9 @@ def tag_partition(partition: Partition, job: TagJob) -> Dict[str, Any]:
     if is_done(job.output, partition.name, job.formats):
         result["n_words"] = count_words(job.output, partition.name, job.formats)
         return result
-    nlp = load_model(job.model)
-    docs = tag_records(nlp, read_partition(partition), job.batch_size)
-    write_partition(docs, job.output, partition.name, job.formats)
+    nlp = load_model(job.model, job.probabilities)
+    docs = tag_records(nlp, read_partition(partition), job.batch_size, on_batch)
+    write_partition(docs, job.output, partition.name, job.formats, extension_attrs(nlp))
     result.update(n_words=sum(len(d) for d in docs), status="written")
     return result
 

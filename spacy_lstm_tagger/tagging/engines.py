@@ -22,10 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Union
 
+from ..loading import check_model
 from .core import (
-    Interrupted, OutputError, OutputMismatchError, TaggingError, TagJob, TagStats, load_model, progress_bar,
-    tag_partition,
+    Interrupted, OutputError, OutputMismatchError, TaggingError, TagJob, TagStats, load_model, tag_partition,
 )
+from .core import progress_bar as _progress  # (a module attribute: tests replace it)
 from .manifest import model_fingerprint, prepare_output, write_or_verify_manifest
 from .readers import Partition, plan_partitions
 from .writers import is_done, parse_formats, remove_stale_tmp_files
@@ -41,14 +42,6 @@ def model_id(model: Union[str, Path]) -> str:
     """An existing path → its absolute path (workers may run elsewhere); a package name stays."""
     path = Path(model)
     return str(path.resolve()) if path.exists() else str(model)
-
-
-def check_model(model: str) -> None:
-    """Fail before any work starts if the model is neither a directory nor a package."""
-    from spacy.util import is_package
-
-    if not Path(model).exists() and not is_package(model):
-        raise FileNotFoundError(f"Model not found: {model} is neither a pipeline directory nor an installed package")
 
 
 def _fingerprint(model: str) -> Optional[str]:
@@ -134,6 +127,7 @@ def tag_corpus(
     client: Any = None,
     threads: Optional[int] = None,
     progress: Optional[bool] = None,
+    probabilities: bool = False,
 ) -> TagStats:
     """Tag ``inputs`` with ``model`` into ``output``/part-NNNNN.{spacy,jsonl}.
 
@@ -143,7 +137,8 @@ def tag_corpus(
     engine "dask": ``client`` (an existing ``distributed.Client``), else
     ``scheduler`` (an address), else a new ``LocalCluster`` of ``n_workers``
     single-threaded processes (default: one per CPU); ``threads`` torch
-    threads per worker (default 1).
+    threads per worker (default 1). ``probabilities``: every lstm_tagger
+    stores its tag probabilities (in the DocBin's user data and the JSONL).
 
     Every check (arguments, inputs, model, output directory, scheduler)
     runs before anything is written.
@@ -162,9 +157,14 @@ def tag_corpus(
         check_scheduler(scheduler)
     output = Path(output)
     partitions, described = plan_partitions(inputs, partition_size, input_format, conllu_unit)
+    preload_seconds = 0.0
+    if engine == "local":  # a model that fails to load fails before anything is written
+        preload_start = time.perf_counter()
+        load_model(model, probabilities)  # (--n-process workers inherit it: they fork)
+        preload_seconds = time.perf_counter() - preload_start
     manifest = {
         "model": model, "model_sha256": _fingerprint(model), "partition_size": partition_size,
-        "conllu_unit": conllu_unit,
+        "conllu_unit": conllu_unit, "probabilities": probabilities,
         "inputs": [{"resolved": str(Path(d["path"]).resolve()), **{k: d[k] for k in ("format", "bytes", "n_docs",
                                                                                        "sha256")}}
                    for d in described],
@@ -181,7 +181,8 @@ def tag_corpus(
     stats.skipped = [p.name for p in partitions if p.name not in pending_names]
     stats.n_skipped = len(stats.skipped)
     stats.n_submitted = len(pending)
-    job = TagJob(model=model, output=str(output), formats=formats, batch_size=batch_size, threads=threads)
+    job = TagJob(model=model, output=str(output), formats=formats, batch_size=batch_size, threads=threads,
+                 probabilities=probabilities)
     start = time.perf_counter()
     try:
         with _signals_interrupt():
@@ -193,20 +194,21 @@ def tag_corpus(
                 run_dask(stats, pending, job, DaskOptions(client=client, scheduler=scheduler, n_workers=n_workers),
                          progress)
     except _Signalled as err:
-        remove_stale_tmp_files(output)
         done = sum(is_done(output, p.name, formats) for p in partitions)
         raise Interrupted(
             f"{err}: {done} of {len(partitions)} partitions are written (each complete). Re-run the same "
             "command to resume."
         ) from None
-    stats.seconds = time.perf_counter() - start
-    stats.removed_tmp_files += remove_stale_tmp_files(output)
+    finally:  # (the workers are stopped by now: what is left of a killed writer goes)
+        stats.removed_tmp_files += remove_stale_tmp_files(output)
+    stats.setup_seconds += preload_seconds
+    stats.seconds = time.perf_counter() - start + preload_seconds
     return stats
 
 
 def _run_local(stats: TagStats, pending: List[Partition], job: TagJob, n_process: int,
                progress: Optional[bool]) -> None:
-    with progress_bar(sum(p.n_docs for p in pending), progress, "tagging") as bar:
+    with _progress(sum(p.n_docs for p in pending), progress, "tagging") as bar:
         if n_process > 1:
             from .pool import run_pool
 
@@ -216,11 +218,9 @@ def _run_local(stats: TagStats, pending: List[Partition], job: TagJob, n_process
             import torch
 
             torch.set_num_threads(job.threads)
-        setup_start = time.perf_counter()
-        load_model(job.model)
-        stats.setup_seconds = time.perf_counter() - setup_start
         stats.workers = 1
         for part in pending:
-            result = tag_partition(part, job)
+            result = tag_partition(part, job, on_batch=bar.update)
             stats.add(result)
-            bar.update(result["n_docs"])
+            if result["status"] == "exists":
+                bar.update(result["n_docs"])

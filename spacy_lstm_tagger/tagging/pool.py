@@ -51,7 +51,7 @@ def _worker_main(conn: Connection, job: TagJob, parent_pid: int) -> None:
     start = time.perf_counter()
     load_error: Optional[str] = None
     try:
-        load_model(job.model)
+        load_model(job.model, job.probabilities)  # (inherited, already loaded, when forked)
     except Exception as err:  # reported with the first partition
         load_error = f"loading the model failed: {type(err).__name__}: {err}"
     conn.send(("ready", time.perf_counter() - start))
@@ -66,7 +66,7 @@ def _worker_main(conn: Connection, job: TagJob, parent_pid: int) -> None:
             conn.send(("error", load_error))
             return
         try:
-            conn.send(("done", tag_partition(partition, job)))
+            conn.send(("done", tag_partition(partition, job, on_batch=lambda n: conn.send(("batch", n)))))
         except Exception as err:
             conn.send(("error", f"{type(err).__name__}: {err}"))
             return
@@ -120,6 +120,9 @@ def run_pool(stats: TagStats, pending: List[Partition], job: TagJob, n_process: 
                 if kind == "ready":
                     stats.setup_seconds = max(stats.setup_seconds, time.perf_counter() - setup_start)
                     continue
+                if kind == "batch":  # (progress, per batch)
+                    bar.update(payload)
+                    continue
                 if kind == "died":
                     worker.process.join(1)
                     raise TaggingError(
@@ -132,7 +135,8 @@ def run_pool(stats: TagStats, pending: List[Partition], job: TagJob, n_process: 
                         "re-run the same command to resume."
                     )
                 stats.add(payload)
-                bar.update(payload["n_docs"])
+                if payload["status"] == "exists":
+                    bar.update(payload["n_docs"])
                 if queue:
                     worker.give(queue.popleft())
                 else:

@@ -6,7 +6,9 @@ Three formats, all read as a stream of *records* (one record = one Doc):
 * ``jsonl``: one JSON object per line with a string ``"text"``; the other
   fields are kept and written back as ``"meta"``;
 * ``conllu``: one document per sentence (or per ``# newdoc``), with the gold
-  tokenization: words from column 2, spaces from ``SpaceAfter=No``.
+  tokenization: words from column 2, spaces from ``SpaceAfter=No``; the
+  input lines of each sentence are kept in ``meta["conllu"]`` (the CoNLL-U
+  writer keeps their columns).
 
 Partitions are ranges of ``partition_size`` consecutive records of one input
 file. :func:`plan_partitions` scans every file once (validating it, so bad
@@ -238,6 +240,7 @@ class _Sentence:
     newdoc: Optional[str] = None  # the id of a ``# newdoc`` ("" without one)
     range_end: int = 0  # last word id of the multiword token being read
     range_space: bool = True  # whether that token is followed by a space
+    lines: List[str] = field(default_factory=list)  # the block's lines, for the CoNLL-U writer
 
     def add_comment(self, text: str) -> None:
         key, _, value = text[1:].partition("=")
@@ -288,6 +291,7 @@ def _conllu_sentences(path: Path, offset: int, line: int) -> Iterator[_Sentence]
             continue
         if sent is None:
             sent = _Sentence(offset=pos, line=n)
+        sent.lines.append(text)
         if text.startswith("#"):
             sent.add_comment(text)
         else:
@@ -311,6 +315,7 @@ def _read_conllu(path: Path, source: str, offset: int, line: int, unit: str) -> 
                 doc.meta["sent_id"] = sent.sent_id
             if sent.newdoc:
                 doc.meta["newdoc_id"] = sent.newdoc
+        doc.meta.setdefault("conllu", []).append(sent.lines)
         doc.words.extend(sent.words)
         doc.spaces.extend(sent.spaces)
         doc.sent_starts.extend([True] + [False] * (len(sent.words) - 1))
