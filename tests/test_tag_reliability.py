@@ -438,3 +438,35 @@ def test_a_killed_pool_worker_fails_the_run_cleanly(model_dir, long_corpus, tmp_
     check_complete_partitions(output)
     stats = tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, progress=False)
     assert stats.n_skipped > 0 and stats.n_skipped + stats.n_submitted == N_LONG // 40
+
+
+# --- issue 15.5: the tagging package's modules import each other without cycles -----
+
+def test_tagging_modules_import_without_cycles():
+    """Every import between ``spacy_lstm_tagger/tagging/*.py`` (also the lazy
+    ones inside functions) points down a fixed order: no module needs a
+    module that needs it back (engines <-> dask_engine was such a cycle)."""
+    import ast
+
+    package = ROOT / "spacy_lstm_tagger" / "tagging"
+    modules = {p.stem for p in package.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in modules:
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf8"))
+        graph[name] = {node.module for node in ast.walk(tree)
+                       if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in modules}
+    assert graph["dask_engine"] and graph["engines"]  # (the test sees the imports)
+    visiting, done = set(), set()
+
+    def visit(name, path):
+        assert name not in visiting, f"import cycle: {' -> '.join(path + [name])}"
+        if name in done:
+            return
+        visiting.add(name)
+        for dep in graph[name]:
+            visit(dep, path + [name])
+        visiting.discard(name)
+        done.add(name)
+
+    for name in sorted(modules):
+        visit(name, [])
