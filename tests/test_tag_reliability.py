@@ -21,7 +21,9 @@ from spacy.util import minibatch
 from typer.testing import CliRunner
 
 from spacy_lstm_tagger.cli import app
-from spacy_lstm_tagger.tagging import InputError, OutputMismatchError, read_output_docs, tag_corpus
+from spacy_lstm_tagger.tagging import (
+    InputError, OutputMismatchError, TaggingError, read_output_docs, read_output_records, tag_corpus,
+)
 
 from conftest import train_tiny
 
@@ -99,6 +101,19 @@ def test_empty_conllu_form_stops_before_tagging(model_dir, tmp_path):
     result = CliRunner().invoke(app, ["tag", str(model_dir), str(path), "-o", str(output)])
     assert result.exit_code == 1
     assert f"{path}:4: empty FORM" in " ".join(result.output.split())
+    assert nothing_written(output)
+
+
+@pytest.mark.parametrize("name", ["in.txt", "in.jsonl"])
+def test_text_beyond_max_length_stops_before_tagging(model_dir, tmp_path, name):
+    path = tmp_path / name
+    long_text = "ham " * 250_001  # 1,000,004 characters
+    lines = ["I like ham", long_text]
+    path.write_text("".join((json.dumps({"text": t}) if name.endswith("jsonl") else t) + "\n" for t in lines),
+                    encoding="utf8")
+    output = tmp_path / "out"
+    with pytest.raises(InputError, match=rf"{name}:2: a text of 1,000,004 characters, more than spaCy's nlp.max_length"):
+        tag_corpus(model_dir, [path], output, progress=False)
     assert nothing_written(output)
 
 
@@ -286,20 +301,25 @@ def test_probabilities_byte_identical_across_processes(prob_model_dir, varied_co
     assert file_bytes(tmp_path / "two") == file_bytes(tmp_path / "one")
 
 
-def test_other_batch_size_same_tags_and_jsonl(prob_model_dir, varied_corpus, tmp_path):
-    """Another --batch-size: the JSONL files (tokens, tags) are byte-identical;
-    tag_prob values agree to 1e-6 (not bit for bit)."""
+def test_other_batch_size_same_tags_close_probabilities(prob_model_dir, varied_corpus, tmp_path):
+    """Another --batch-size: the same tokens and tags; tag_prob values agree
+    to 1e-6 (not bit for bit). Without probabilities the JSONL files are
+    byte-identical."""
     nlp = spacy.load(prob_model_dir)
     outputs = {}
     for batch_size in (1, 64):
-        output = tmp_path / f"b{batch_size}"
-        tag_corpus(prob_model_dir, [varied_corpus], output, formats="both", partition_size=100,
-                   batch_size=batch_size, progress=False)
-        outputs[batch_size] = output
-    jsonl = {k: {n: b for n, b in file_bytes(v).items() if n.endswith(".jsonl")} for k, v in outputs.items()}
-    assert jsonl[1] == jsonl[64] and len(jsonl[1]) == 3
-    docs = {k: read_output_docs(v, nlp.vocab) for k, v in outputs.items()}
-    probs = {k: [t._.tag_prob for d in ds for t in d] for k, ds in docs.items()}
+        for model in (prob_model_dir, prob_model_dir.parent / "model"):
+            output = tmp_path / f"{model.name}-b{batch_size}"
+            tag_corpus(model, [varied_corpus], output, formats="both", partition_size=100, batch_size=batch_size,
+                       progress=False)
+            outputs[model.name, batch_size] = output
+    plain = {k: {n: b for n, b in file_bytes(v).items() if n.endswith(".jsonl")} for k, v in outputs.items()
+             if k[0] == "model"}
+    assert plain["model", 1] == plain["model", 64] and len(plain["model", 1]) == 3
+    records = {b: read_output_records(outputs["model_probs", b]) for b in (1, 64)}
+    assert [(r["tokens"], r["tags"]) for r in records[1]] == [(r["tokens"], r["tags"]) for r in records[64]]
+    docs = {b: read_output_docs(outputs["model_probs", b], nlp.vocab) for b in (1, 64)}
+    probs = {b: [t._.tag_prob for d in ds for t in d] for b, ds in docs.items()}
     assert len(probs[1]) == len(probs[64]) > 1000
     assert max(abs(a - b) for a, b in zip(probs[1], probs[64])) < 1e-6
 
@@ -389,3 +409,64 @@ def test_workers_exit_when_the_main_process_is_killed(model_dir, long_corpus, tm
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "worker processes outlived the main process"
+
+
+def test_a_killed_pool_worker_fails_the_run_cleanly(model_dir, long_corpus, tmp_path):
+    """A worker process killed mid-run: the run stops with an error naming it
+    (no hang), the other worker is stopped, and the same command resumes."""
+    import threading
+
+    output = tmp_path / "out"
+    killed = []
+
+    def kill_a_worker_after_the_first_partition():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            me = psutil.Process()
+            children = [c for c in me.children() if c.cmdline() == me.cmdline()]  # forked workers only
+            if children and output.exists() and any(output.glob("part-*.spacy")):
+                killed.extend(c.pid for c in children)
+                children[0].kill()
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=kill_a_worker_after_the_first_partition, daemon=True)
+    watcher.start()
+    with pytest.raises(TaggingError, match=r"Worker process \d+ died \(exit code -9\) while tagging partition part-"):
+        tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, n_process=2, progress=False)
+    watcher.join()
+    assert not wait_gone(killed, 10)
+    check_complete_partitions(output)
+    stats = tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, progress=False)
+    assert stats.n_skipped > 0 and stats.n_skipped + stats.n_submitted == N_LONG // 40
+
+
+# --- issue 15.5: the tagging package's modules import each other without cycles -----
+
+def test_tagging_modules_import_without_cycles():
+    """Every import between ``spacy_lstm_tagger/tagging/*.py`` (also the lazy
+    ones inside functions) points down a fixed order: no module needs a
+    module that needs it back (engines <-> dask_engine was such a cycle)."""
+    import ast
+
+    package = ROOT / "spacy_lstm_tagger" / "tagging"
+    modules = {p.stem for p in package.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in modules:
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf8"))
+        graph[name] = {node.module for node in ast.walk(tree)
+                       if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in modules}
+    assert graph["dask_engine"] and graph["engines"]  # (the test sees the imports)
+    visiting, done = set(), set()
+
+    def visit(name, path):
+        assert name not in visiting, f"import cycle: {' -> '.join(path + [name])}"
+        if name in done:
+            return
+        visiting.add(name)
+        for dep in graph[name]:
+            visit(dep, path + [name])
+        visiting.discard(name)
+        done.add(name)
+
+    for name in sorted(modules):
+        visit(name, [])

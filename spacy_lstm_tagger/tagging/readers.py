@@ -123,9 +123,21 @@ def _lines(path: Path, offset: int = 0, line: int = 1) -> Iterator[Tuple[int, in
             line += 1
 
 
+# spaCy's default ``nlp.max_length`` (not saved with a pipeline): a longer
+# text fails in ``nlp.make_doc`` (E088) in the middle of a run.
+MAX_TEXT_CHARS = 1_000_000
+
+
+def _check_length(path: Path, n: int, text: str) -> None:
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"{path}:{n}: a text of {len(text):,} characters, more than spaCy's nlp.max_length "
+                         f"({MAX_TEXT_CHARS:,}): split it into several documents")
+
+
 def _read_txt(path: Path, source: str, offset: int, line: int) -> Iterator[Record]:
     for pos, n, text in _lines(path, offset, line):
         if text.strip():
+            _check_length(path, n, text)
             yield Record(source=source, line=n, offset=pos, text=text)
 
 
@@ -205,6 +217,7 @@ def _read_jsonl(path: Path, source: str, offset: int, line: int) -> Iterator[Rec
         if at is not None:
             raise InputError(f"{path}:{n}: \"text\" has a lone surrogate {obj['text'][at]!r} at character {at}: "
                              "not valid Unicode")
+        _check_length(path, n, obj["text"])
         meta = {k: v for k, v in obj.items() if k != "text"}
         problem = _check_meta(meta)
         if problem is not None:
