@@ -171,16 +171,23 @@ def test_conllu_of_a_retokenized_doc_gets_new_lines(work):
     assert [c[1] for c in rows] == ["gonna", "eat"]
 
 
-def test_stdout_streams_what_the_directory_gets(work, tmp_path):
-    for fmt in ("jsonl", "conllu"):
-        out = tmp_path / fmt
-        assert invoke("tag", work / "model", work / "in.txt", "-o", out, "-f", fmt).exit_code == 0
-        result = subprocess.run(
-            [sys.executable, "-m", "spacy_lstm_tagger", "tag", str(work / "model"), str(work / "in.txt"),
-             "-o", "-", "-f", fmt, "--batch-size", "2"], capture_output=True, timeout=300)
+@pytest.mark.parametrize("fmt", ["jsonl", "conllu"])
+def test_stdout_streams_what_the_directory_gets(work, tmp_path, fmt):
+    out = tmp_path / fmt
+    assert invoke("tag", work / "model", work / "in.txt", "-o", out, "-f", fmt).exit_code == 0
+    expected = (out / f"part-00000.{fmt}").read_bytes()
+    args = ["tag", str(work / "model"), str(work / "in.txt"), "-o", "-", "-f", fmt, "--batch-size", "2"]
+    if fmt == "jsonl":  # in this process
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert result.stdout_bytes == expected
+        assert "Tagged 4 docs" in result.stderr
+    else:  # a real process writing to a pipe
+        result = subprocess.run([sys.executable, "-m", "spacy_lstm_tagger", *args], capture_output=True,
+                                timeout=300)
         assert result.returncode == 0, result.stderr.decode()
-        assert result.stdout == (out / f"part-00000.{fmt}").read_bytes()
-        assert b"Tagged 4 docs" in result.stderr and b"Tagged" not in result.stdout
+        assert result.stdout == expected
+        assert b"Tagged 4 docs" in result.stderr
     assert not list(Path.cwd().glob("manifest.json"))
 
 
