@@ -73,6 +73,15 @@ def enable_probabilities(nlp: Language, model: Union[str, Path]) -> List[str]:
     if not found:
         raise ModelError(f"--probabilities needs an lstm_tagger component; the pipeline {model} has none "
                          f"(components: {', '.join(nlp.pipe_names) or 'none'})")
+    owners = {}
+    for name, prob_attr, alternatives_attr in found:
+        for attr in (prob_attr, alternatives_attr):
+            if attr in owners:
+                raise ModelError(
+                    f"--probabilities: the lstm_taggers '{owners[attr]}' and '{name}' of {model} would both write "
+                    f"token._.{attr}: give them distinct prob_attr / alternatives_attr settings"
+                )
+            owners[attr] = name
     for name, _, _ in found:
         nlp.get_pipe(name).store_probabilities = True
     return [attr for _, prob_attr, alternatives_attr in found for attr in (prob_attr, alternatives_attr)]

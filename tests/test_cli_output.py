@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from spacy_lstm_tagger.cli import app
 from spacy_lstm_tagger.tagging import engines, read_output_records, tag_corpus
 
-from conftest import TRAIN_DATA, train_tiny
+from conftest import TINY_MODEL, TRAIN_DATA, make_examples, train_tiny
 
 UPOS = {"PRP": "PRON", "VBP": "VERB", "JJ": "ADJ", "NNS": "NOUN", "VB": "VERB", "NN": "NOUN", "VBD": "VERB",
         "DT": "DET", "RB": "ADV"}
@@ -233,6 +233,17 @@ def test_probabilities_need_an_lstm_tagger(tmp_path):
                     "--probabilities")
     assert result.exit_code == 1 and "--probabilities needs an lstm_tagger" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_probabilities_of_two_taggers_with_the_same_names_is_an_error(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lstm_tagger", name="a", config={"model": TINY_MODEL})
+    nlp.add_pipe("lstm_tagger", name="b", config={"model": TINY_MODEL})
+    nlp.initialize(lambda: make_examples(nlp))
+    nlp.to_disk(tmp_path / "two")
+    (tmp_path / "in.txt").write_text("I like ham\n")
+    result = invoke("tag", tmp_path / "two", tmp_path / "in.txt", "-o", tmp_path / "out", "--probabilities")
+    assert result.exit_code == 1 and "'a' and 'b'" in result.output and "distinct prob_attr" in result.output
 
 
 # --- item 6: clean errors ---------------------------------------------------------
