@@ -74,7 +74,7 @@ def tag_command(
     output_format: List[OutputFormat] = typer.Option([OutputFormat.spacy.value], "--format", "-f", help="DocBin (spacy), JSONL (tokens, offsets, tags), CoNLL-U (conllu) or both (spacy and jsonl); repeat for several"),
     input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", "-i", help="Input format (auto: from the file extension)"),
     conllu_unit: ConlluUnit = typer.Option(ConlluUnit.sentence, "--conllu-docs", help="CoNLL-U: one Doc per sentence or per '# newdoc'"),
-    n_process: int = typer.Option(1, "--n-process", "-n", help="Local engine: processes (nlp.pipe n_process); one torch thread each when > 1"),
+    n_process: int = typer.Option(1, "--n-process", "-n", help="Local engine: worker processes (one partition at a time each, one torch thread each when > 1; with -o -, nlp.pipe's n_process)"),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
     engine: Engine = typer.Option(Engine.local, "--engine", "-e", help="local (this process / --n-process) or dask"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (e.g. tcp://host:8786); implies --engine dask. Default: a LocalCluster"),

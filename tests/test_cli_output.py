@@ -158,6 +158,19 @@ def test_conllu_feats_from_token_morph(work):
     assert [c[5] for c in rows] == ["Case=Nom|Person=3", "_", "_"]
 
 
+def test_conllu_of_a_retokenized_doc_gets_new_lines(work):
+    from spacy_lstm_tagger.tagging.writers import doc_conllu
+
+    nlp = spacy.load(work / "model")
+    doc = nlp(Doc(nlp.vocab, words=["gon", "na", "eat"], spaces=[False, True, False]))
+    doc.user_data["input"] = {"source": "x.conllu", "line": 1,
+                              "conllu": [CONLLU.split("\n\n")[1].split("\n")]}
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[0:2])
+    rows = check_ud(doc_conllu(doc))[0]
+    assert [c[1] for c in rows] == ["gonna", "eat"]
+
+
 def test_stdout_streams_what_the_directory_gets(work, tmp_path):
     for fmt in ("jsonl", "conllu"):
         out = tmp_path / fmt
@@ -282,7 +295,8 @@ def test_version():
 
 # --- item 7: progress per batch ------------------------------------------------------
 
-def test_progress_moves_per_batch(work, tmp_path, monkeypatch):
+@pytest.mark.parametrize("n_process", [1, 2])
+def test_progress_moves_per_batch(work, tmp_path, monkeypatch, n_process):
     updates = []
 
     class Bar:
@@ -298,12 +312,14 @@ def test_progress_moves_per_batch(work, tmp_path, monkeypatch):
         def update(self, n):
             updates.append(n)
 
-    monkeypatch.setattr(engines, "_progress", Bar)
+    monkeypatch.setattr(engines, "progress_bar", Bar)
     corpus = tmp_path / "many.txt"
     corpus.write_text("".join(f"I like ham {i}\n" for i in range(50)))
-    tag_corpus(work / "model", [corpus], tmp_path / "out", formats="jsonl", partition_size=25, batch_size=4)
+    tag_corpus(work / "model", [corpus], tmp_path / "out", formats="jsonl", partition_size=25, batch_size=4,
+               n_process=n_process)
     assert sum(updates) == 50
-    assert updates == [4] * 6 + [1] + [4] * 6 + [1]  # every batch, not once per partition
+    # every batch, not once per partition (worker processes report theirs)
+    assert sorted(n for n in updates if n) == [1] * 2 + [4] * 12
 
 
 def test_dask_progress_moves_per_batch(work, tmp_path, monkeypatch):
@@ -325,11 +341,11 @@ def test_dask_progress_moves_per_batch(work, tmp_path, monkeypatch):
         def update(self, n):
             updates.append(n)
 
-    monkeypatch.setattr(dask_engine, "_progress", Bar)
+    monkeypatch.setattr(dask_engine, "progress_bar", Bar)
     corpus = tmp_path / "many.txt"
     corpus.write_text("".join(f"I like ham {i}\n" for i in range(400)))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         stats = tag_corpus(work / "model", [corpus], tmp_path / "out", formats="jsonl", partition_size=200,
                            batch_size=8, engine="dask", client=client)
     assert stats.n_docs == 400 and sum(updates) == 400

@@ -200,8 +200,10 @@ def doc_conllu(doc: Doc) -> str:
     info = doc.user_data.get("input", {})
     name = _unique_id(Path(str(info.get("source"))).name) if info.get("source") else "doc"
     doc_id = f"{name}:{info.get('line')}"  # unique in a partition (one input file's lines)
-    if info.get("conllu"):
-        lines = _merge_conllu(doc, info["conllu"], doc_id)
+    blocks = info.get("conllu")
+    n_words = sum(text.split("\t", 1)[0].isdigit() for block in blocks or () for text in block)
+    if blocks and n_words == len(doc):  # (a pipeline that retokenized gets new lines)
+        lines = _merge_conllu(doc, blocks, doc_id)
     else:
         sents = list(doc.sents) if doc.has_annotation("SENT_START") and len(doc) else [doc[:]]
         lines, leading = [], ""
