@@ -312,7 +312,7 @@ def test_progress_moves_per_batch(work, tmp_path, monkeypatch, n_process):
         def update(self, n):
             updates.append(n)
 
-    monkeypatch.setattr(engines, "progress_bar", Bar)
+    monkeypatch.setattr(engines, "_progress", Bar)
     corpus = tmp_path / "many.txt"
     corpus.write_text("".join(f"I like ham {i}\n" for i in range(50)))
     tag_corpus(work / "model", [corpus], tmp_path / "out", formats="jsonl", partition_size=25, batch_size=4,
@@ -341,7 +341,7 @@ def test_dask_progress_moves_per_batch(work, tmp_path, monkeypatch):
         def update(self, n):
             updates.append(n)
 
-    monkeypatch.setattr(dask_engine, "progress_bar", Bar)
+    monkeypatch.setattr(dask_engine, "_progress", Bar)
     corpus = tmp_path / "many.txt"
     corpus.write_text("".join(f"I like ham {i}\n" for i in range(400)))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,

@@ -43,7 +43,7 @@ class TagJob:
     formats: Tuple[str, ...]
     batch_size: int
     threads: Optional[int] = None  # torch threads of a worker process (None: 1)
-    probabilities: bool = False  # every lstm_tagger stores its tag probabilities
+    probabilities: bool = False  # turn on store_probabilities in every lstm_tagger
 
 
 @dataclass
@@ -117,9 +117,9 @@ def attach_info(doc: Doc, record: Record) -> Doc:
 
 def tag_records(nlp: Language, records: Sequence[Record], batch_size: int,
                 on_batch: Optional[Callable[[int], Any]] = None) -> List[Doc]:
-    """Tag one partition's records. Batches never span two partitions, so a
-    partition's Docs are the same whichever engine or process tags it.
-    ``on_batch(n)`` is called after every batch (the progress bar)."""
+    """Tag one partition's records; ``on_batch(n)`` is called after every
+    batch (progress). Batches never span two partitions, so a partition's
+    Docs are the same whichever engine or process tags it."""
     inputs = (record_input(nlp, r) for r in records)
     docs = []
     for doc, r in zip(nlp.pipe(inputs, batch_size=batch_size), records):
@@ -135,7 +135,7 @@ def tag_partition(partition: Partition, job: TagJob,
                   on_batch: Optional[Callable[[int], Any]] = None) -> Dict[str, Any]:
     """Tag one partition and write it atomically (the unit of work of every
     engine). A partition whose files already exist (e.g. a rescheduled Dask
-    task) is not redone. ``on_batch(n)``: see :func:`tag_records`."""
+    task) is not redone."""
     result = {"index": partition.index, "name": partition.name, "n_docs": partition.n_docs,
               "n_words": 0, "status": "exists", "pid": os.getpid()}
     if is_done(job.output, partition.name, job.formats):
@@ -143,10 +143,7 @@ def tag_partition(partition: Partition, job: TagJob,
         return result
     nlp = load_model(job.model, job.probabilities)
     docs = tag_records(nlp, read_partition(partition), job.batch_size, on_batch)
-    # (probabilities go into the JSONL with --probabilities only, even when
-    # the model's own config stores them)
-    attrs = extension_attrs(nlp) if job.probabilities else ()
-    write_partition(docs, job.output, partition.name, job.formats, attrs)
+    write_partition(docs, job.output, partition.name, job.formats, extension_attrs(nlp))
     result.update(n_words=sum(len(d) for d in docs), status="written")
     return result
 

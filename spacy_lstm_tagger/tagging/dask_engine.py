@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
-from .core import TaggingError, TagJob, TagStats, load_model, progress_bar, tag_partition
+from .core import TaggingError, TagJob, TagStats, load_model, tag_partition
+from .core import progress_bar as _progress  # (a module attribute: tests replace it)
 from .readers import Partition
 
 
@@ -34,7 +35,7 @@ class TaggerWorkerPlugin(WorkerPlugin):
             pass  # the first task raises the error again, with a traceback the client sees
 
 
-def tag_partition_reporting(partition: Partition, job: TagJob, topic: str) -> Dict[str, Any]:
+def tag_partition_reporting(partition: Partition, topic: str, job: TagJob) -> Dict[str, Any]:
     """The Dask task: :func:`tag_partition`, telling the client after every
     batch how many of the partition's docs are tagged (an event on
     ``topic``), so the progress bar moves per batch, not per partition."""
@@ -111,10 +112,11 @@ def run_dask(stats: TagStats, pending: List[Partition], job: TagJob, options: Da
         stats.setup_seconds = time.perf_counter() - setup_start
         token = uuid.uuid4().hex[:8]
         topic = f"spacy-lstm-tagger-progress-{token}"
-        task = partial(tag_partition_reporting, job=job, topic=topic)
+        # (a partial: client.map has its own batch_size argument)
+        task = partial(tag_partition_reporting, topic=topic, job=job)
         names = {f"tag-{p.name}-{token}": p.name for p in pending}
         desc = f"tagging (dask, {stats.workers} workers)"
-        with progress_bar(sum(p.n_docs for p in pending), progress, desc) as bar:
+        with _progress(sum(p.n_docs for p in pending), progress, desc) as bar:
             batches = _BatchProgress(bar)
             client.subscribe_topic(topic, batches.on_event)
             futures = client.map(task, pending, pure=False, key=list(names))

@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Union
 
-from ..loading import check_model as _check_model
+from ..loading import check_model
 from .core import (
-    Interrupted, OutputError, OutputMismatchError, TaggingError, TagJob, TagStats, load_model, progress_bar,
-    tag_partition,
+    Interrupted, OutputError, OutputMismatchError, TaggingError, TagJob, TagStats, load_model, tag_partition,
 )
+from .core import progress_bar as _progress  # (a module attribute: tests replace it)
 from .manifest import model_fingerprint, prepare_output, write_or_verify_manifest
 from .readers import Partition, plan_partitions
 from .writers import is_done, parse_formats, remove_stale_tmp_files
@@ -42,11 +42,6 @@ def model_id(model: Union[str, Path]) -> str:
     """An existing path → its absolute path (workers may run elsewhere); a package name stays."""
     path = Path(model)
     return str(path.resolve()) if path.exists() else str(model)
-
-
-def check_model(model: str) -> None:
-    """Fail before any work starts if the model is neither a pipeline directory nor a package."""
-    _check_model(model)
 
 
 def _fingerprint(model: str) -> Optional[str]:
@@ -163,9 +158,9 @@ def tag_corpus(
     output = Path(output)
     partitions, described = plan_partitions(inputs, partition_size, input_format, conllu_unit)
     preload_seconds = 0.0
-    if engine == "local":  # a model that fails to load (or can't tag) fails before anything is written
+    if engine == "local":  # a model that fails to load fails before anything is written
         preload_start = time.perf_counter()
-        load_model(model, probabilities)
+        load_model(model, probabilities)  # (--n-process workers inherit it: they fork)
         preload_seconds = time.perf_counter() - preload_start
     manifest = {
         "model": model, "model_sha256": _fingerprint(model), "partition_size": partition_size,
@@ -213,7 +208,7 @@ def tag_corpus(
 
 def _run_local(stats: TagStats, pending: List[Partition], job: TagJob, n_process: int,
                progress: Optional[bool]) -> None:
-    with progress_bar(sum(p.n_docs for p in pending), progress, "tagging") as bar:
+    with _progress(sum(p.n_docs for p in pending), progress, "tagging") as bar:
         if n_process > 1:
             from .pool import run_pool
 
@@ -223,9 +218,6 @@ def _run_local(stats: TagStats, pending: List[Partition], job: TagJob, n_process
             import torch
 
             torch.set_num_threads(job.threads)
-        setup_start = time.perf_counter()
-        load_model(job.model, job.probabilities)
-        stats.setup_seconds = time.perf_counter() - setup_start
         stats.workers = 1
         for part in pending:
             result = tag_partition(part, job, on_batch=bar.update)

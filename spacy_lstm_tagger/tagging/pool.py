@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from functools import partial
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from typing import Any, List, Optional
@@ -52,7 +51,7 @@ def _worker_main(conn: Connection, job: TagJob, parent_pid: int) -> None:
     start = time.perf_counter()
     load_error: Optional[str] = None
     try:
-        load_model(job.model, job.probabilities)
+        load_model(job.model, job.probabilities)  # (inherited, already loaded, when forked)
     except Exception as err:  # reported with the first partition
         load_error = f"loading the model failed: {type(err).__name__}: {err}"
     conn.send(("ready", time.perf_counter() - start))
@@ -67,15 +66,10 @@ def _worker_main(conn: Connection, job: TagJob, parent_pid: int) -> None:
             conn.send(("error", load_error))
             return
         try:
-            # (each batch is reported, so the progress bar moves per batch)
-            conn.send(("done", tag_partition(partition, job, on_batch=partial(_send_progress, conn))))
+            conn.send(("done", tag_partition(partition, job, on_batch=lambda n: conn.send(("batch", n)))))
         except Exception as err:
             conn.send(("error", f"{type(err).__name__}: {err}"))
             return
-
-
-def _send_progress(conn: Connection, n: int) -> None:
-    conn.send(("progress", n))
 
 
 @dataclass
@@ -84,12 +78,10 @@ class _Worker:
     conn: Connection
     task: Optional[Partition] = None
     finished: bool = False  # sent the final ``None``: exits by itself
-    reported: int = 0  # docs of the current task already counted in the progress bar
 
     def give(self, partition: Optional[Partition]) -> None:
         self.task = partition
         self.finished = partition is None
-        self.reported = 0
         self.conn.send(partition)
 
 
@@ -128,9 +120,8 @@ def run_pool(stats: TagStats, pending: List[Partition], job: TagJob, n_process: 
                 if kind == "ready":
                     stats.setup_seconds = max(stats.setup_seconds, time.perf_counter() - setup_start)
                     continue
-                if kind == "progress":
+                if kind == "batch":  # (progress, per batch)
                     bar.update(payload)
-                    worker.reported += payload
                     continue
                 if kind == "died":
                     worker.process.join(1)
@@ -144,7 +135,8 @@ def run_pool(stats: TagStats, pending: List[Partition], job: TagJob, n_process: 
                         "re-run the same command to resume."
                     )
                 stats.add(payload)
-                bar.update(payload["n_docs"] - worker.reported)
+                if payload["status"] == "exists":
+                    bar.update(payload["n_docs"])
                 if queue:
                     worker.give(queue.popleft())
                 else:

@@ -7,9 +7,9 @@ from typing import BinaryIO, Iterator, Optional, Sequence, Tuple, Union
 
 from spacy.tokens import Doc
 
-from ..loading import extension_attrs
-from .core import TagStats, attach_info, load_model, progress_bar, record_input
-from .engines import check_model
+from ..loading import check_model, extension_attrs
+from .core import TagStats, attach_info, load_model, record_input
+from .core import progress_bar as _progress
 from .readers import Record, iter_records, plan_partitions
 from .writers import TEXT_FORMATS, docs_to_text
 
@@ -48,7 +48,7 @@ def stream_corpus(
                      n_submitted=len(partitions), workers=n_process)
     start = time.perf_counter()
     nlp = load_model(model, probabilities)
-    attrs = extension_attrs(nlp) if probabilities else []
+    attrs = extension_attrs(nlp)
     stats.setup_seconds = time.perf_counter() - start
 
     def records() -> Iterator[Tuple[Union[str, Doc], Record]]:
@@ -58,7 +58,7 @@ def stream_corpus(
                 yield record_input(nlp, record), record
 
     batch = []
-    with progress_bar(sum(p.n_docs for p in partitions), progress, "tagging") as bar:
+    with _progress(sum(p.n_docs for p in partitions), progress, "tagging") as bar:
         for doc, record in nlp.pipe(records(), as_tuples=True, batch_size=batch_size, n_process=n_process):
             batch.append(attach_info(doc, record))
             if len(batch) == batch_size:
