@@ -203,7 +203,7 @@ def test_unreachable_scheduler_fails_fast_naming_the_address(model_dir, small_in
     start = time.monotonic()
     line = one_line_error(CliRunner().invoke(app, ["tag", str(model_dir), str(small_input), "-o", str(output),
                                                    "--scheduler", address]))
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 20  # (Dask itself would retry for 30 s)
     assert address in line and "scheduler" in line
     assert not output.exists()
 
@@ -390,7 +390,7 @@ def test_interrupt_n_process_stops_workers_and_keeps_complete_partitions(model_d
         pytest.fail(f"the main process did not exit within 30 s of {signum!r}")
     assert proc.returncode != 0
     assert "Interrupted" in out and "Traceback" not in out, out
-    assert not wait_gone(workers, 10)
+    assert not wait_gone(workers, 20)
     check_complete_partitions(output)
     # the same command resumes and finishes the run
     stats = tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, progress=False)
@@ -405,7 +405,7 @@ def test_workers_exit_when_the_main_process_is_killed(model_dir, long_corpus, tm
     assert workers
     proc.kill()
     proc.wait()
-    alive = wait_gone(workers, 10)
+    alive = wait_gone(workers, 20)
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "worker processes outlived the main process"
@@ -434,7 +434,7 @@ def test_a_killed_pool_worker_fails_the_run_cleanly(model_dir, long_corpus, tmp_
     with pytest.raises(TaggingError, match=r"Worker process \d+ died \(exit code -9\) while tagging partition part-"):
         tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, n_process=2, progress=False)
     watcher.join()
-    assert not wait_gone(killed, 10)
+    assert not wait_gone(killed, 20)
     check_complete_partitions(output)
     stats = tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, progress=False)
     assert stats.n_skipped > 0 and stats.n_skipped + stats.n_submitted == N_LONG // 40
