@@ -20,6 +20,7 @@ from conftest import TINY_MODEL, TRAIN_DATA, make_examples, train_tiny
 
 UPOS = {"PRP": "PRON", "VBP": "VERB", "JJ": "ADJ", "NNS": "NOUN", "VB": "VERB", "NN": "NOUN", "VBD": "VERB",
         "DT": "DET", "RB": "ADV"}
+FEATS = {"PRP": "Case=Nom|Person=3", "NNS": "Number=Plur", "NN": "Number=Sing", "VBD": "Tense=Past"}
 # odd whitespace on purpose: leading, double spaces, a tab, trailing
 TEXTS = ["I like green eggs", "  She  ate the ham.\tquickly ", "They like eggs", "Eat"]
 CONLLU = """# newdoc id = d1
@@ -94,8 +95,15 @@ def check_ud(text: str) -> list:
 def work(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli_output")
     train_tiny().to_disk(path / "model")
-    pos_data = [(t, {**a, "pos": [UPOS[x] for x in a["tags"]]}) for t, a in TRAIN_DATA]
-    train_tiny(data=pos_data, joint_pos=True).to_disk(path / "model_pos")
+    # the joint tagger: tags, UPOS and FEATS from one model
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lstm_joint_tagger", config={"model": TINY_MODEL})
+    examples = make_examples(nlp, [(t, {**a, "pos": [UPOS[x] for x in a["tags"]],
+                                        "morphs": [FEATS.get(x, "") for x in a["tags"]]}) for t, a in TRAIN_DATA])
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(60):
+        nlp.update(examples, sgd=optimizer)
+    nlp.to_disk(path / "model_pos")
     (path / "in.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf8")
     (path / "in.conllu").write_text(CONLLU, encoding="utf8")
     return path
@@ -140,11 +148,15 @@ def test_conllu_keeps_input_columns_and_sentences(work, tmp_path):
     assert len(out_lines) == len(in_lines) + 2
     tags = [t for r in records for t in r["tags"]]
     pos = [p for r in records for p in r["pos"]]
+    feats = [m or "_" for r in records for m in r["morphs"]]
+    assert set(feats) & set(FEATS.values())  # the FEATS head predicted something
     word_rows = [line.split("\t") for line in out_lines if line.split("\t")[0].isdigit()]
     input_rows = [line.split("\t") for line in in_lines if line.split("\t")[0].isdigit()]
     assert [c[4] for c in word_rows] == tags and [c[3] for c in word_rows] == pos  # XPOS, UPOS predicted
+    # FEATS predicted where the head set Token.morph, else the input's
+    assert [c[5] for c in word_rows] == [f if f != "_" else old[5] for f, old in zip(feats, input_rows)]
     for new, old in zip(word_rows, input_rows):
-        assert new[:3] + new[5:] == old[:3] + old[5:]  # every other column as in the input
+        assert new[:3] + new[6:] == old[:3] + old[6:]  # every other column as in the input
     assert "1-2\tgonna\t_" in text and "3.1\tx\tx\t_" in text
 
 
