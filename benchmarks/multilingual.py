@@ -16,8 +16,9 @@ sentences (the same for every system), and training uses gold tokens
 Writes ``benchmarks/results/multilingual.json`` plus a PNG and prints a table.
 Resumable: each finished training keeps its ``train_result.json`` and scores
 under ``--work-dir`` (one folder per treebank and system) and is reused on a
-re-run (``--force`` retrains); the results JSON is rewritten as soon as each
-system finishes. Trainings and measurements run in child processes (peak RSS
+re-run while its config is unchanged (``--force`` retrains); the results JSON
+is rewritten as soon as each system finishes. To add a system, pass every
+system you want in the JSON: finished ones are reused and only re-timed. Trainings and measurements run in child processes (peak RSS
 per system); speed is timed after all trainings, systems interleaved, median.
 """
 import argparse
@@ -417,15 +418,17 @@ def run(args: argparse.Namespace) -> Dict:
     for system, cfg in systems.items():
         for tb in treebanks:
             sdir = work / tb / system
+            config = build_config(system, cfg, TREEBANKS[tb], splits[tb], policy, sdir / "train_log.jsonl")
             done = (sdir / "train_result.json").exists() and (sdir / "eval.json").exists()
             if done and not args.force:
-                say(f"{tb} {system}: reusing finished training in {sdir}")
-                continue
+                if (sdir / "config.cfg").read_text(encoding="utf8") == config.to_str():
+                    say(f"{tb} {system}: reusing finished training in {sdir}")
+                    continue
+                say(f"{tb} {system}: its config or the policy changed since the finished training: retraining")
             sdir.mkdir(parents=True, exist_ok=True)
             for stale in ("train_result.json", "eval.json"):
                 (sdir / stale).unlink(missing_ok=True)
-            build_config(system, cfg, TREEBANKS[tb], splits[tb], policy, sdir / "train_log.jsonl").to_disk(
-                sdir / "config.cfg")
+            config.to_disk(sdir / "config.cfg")
             say(f"{tb} {system}: training ({relpath(cfg) if cfg else 'spacy init config'}; log {sdir / 'train.log'})")
             try:
                 child(["train-one", str(sdir), "--eval", splits[tb]["eval"]["path"], "--threads", str(args.threads),
@@ -549,8 +552,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--systems", nargs="*", help="only these systems (default: spaCy's two + every --lstm)")
     parser.add_argument("--n-sents", type=int, default=10, help="sentences per doc (spacy convert -n)")
     parser.add_argument("--limit-sents", type=int, default=0, help="use only the first N sentences of each file (tests)")
-    parser.add_argument("--max-steps", type=int, default=3000)
-    parser.add_argument("--patience", type=int, default=800)
+    parser.add_argument("--max-steps", type=int, default=2000)
+    parser.add_argument("--patience", type=int, default=500)
     parser.add_argument("--eval-frequency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--force", action="store_true", help="retrain finished systems")

@@ -108,3 +108,10 @@ def test_end_to_end_schema_and_resume(tmp_path):
     assert {s: (work / TREEBANK / s / "train_result.json").stat().st_mtime_ns for s in rows} == stamps
     assert "reusing finished training" in (work / "progress.log").read_text()
     assert srsly.read_json(out)["treebanks"][TREEBANK]["lstm_tagger"]["tag_acc"] == rows["lstm_tagger"]["tag_acc"]
+    # a changed policy retrains (only the systems asked for)
+    bench.main([*argv[:argv.index("--systems")], "--systems", "spacy_tagger", "--patience", "6",
+                "--work-dir", str(work), "--output", str(out)])
+    assert "the policy changed" in (work / "progress.log").read_text()
+    assert (work / TREEBANK / "spacy_tagger" / "train_result.json").stat().st_mtime_ns != stamps["spacy_tagger"]
+    assert (work / TREEBANK / "lstm_tagger" / "train_result.json").stat().st_mtime_ns == stamps["lstm_tagger"]
+    assert list(srsly.read_json(out)["treebanks"][TREEBANK]) == ["spacy_tagger"]
