@@ -155,7 +155,24 @@ def build_config(system: str, config_path: Optional[Path], lang: str, data: Dict
         config["corpora"][corpus]["gold_preproc"] = True
     config["training"].update(policy)
     config["training"]["logger"] = {"@loggers": LOGGER, "jsonl_path": str(log_path), "progress_bar": False}
+    if system == "spacy_tagger" and negative_looking_tags(data, config["components"]["tagger"]["neg_prefix"]):
+        # A gold tag like ga_idt's "!" starts with the tagger's neg_prefix ("!"), so Thinc's loss reads it as
+        # "not ''" and fails with KeyError: ''. An empty prefix turns negative labels off (spaCy's own setting).
+        config["components"]["tagger"]["neg_prefix"] = ""
     return config
+
+
+def negative_looking_tags(data: Dict, neg_prefix: str) -> List[str]:
+    """The train/dev tags that start with ``neg_prefix``: a tagger that keeps
+    the prefix would read them as negative labels."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    if not neg_prefix:
+        return []
+    vocab = Vocab()
+    return sorted({t.tag_ for split in ("train", "dev") for doc in DocBin().from_disk(data[split]["path"]).get_docs(vocab)
+                   for t in doc if t.tag_.startswith(neg_prefix)})
 
 
 # ----------------------------------------------------------- child processes
@@ -307,6 +324,13 @@ def notes(systems: Dict[str, Optional[Path]], splits: Dict[str, Dict], errors: D
             "(`tag = pos if tag == '_'`), so no tag is empty after conversion and spaCy's tagger trains without "
             "any workaround; those tokens carry UPOS names (e.g. 'VERB') as extra tag labels, in training and "
             "in eval alike, for every system.")
+    for tb, s in splits.items():
+        if "spacy_tagger" in systems and negative_looking_tags(s, "!"):
+            out.append(
+                f"{tb}: spacy_tagger trained with neg_prefix = \"\" (spaCy's default is \"!\"): the gold tags "
+                f"{negative_looking_tags(s, '!')} start with \"!\", which spaCy 3.8's tagger passes to Thinc's loss as "
+                "negative labels (\"not ''\"), so training fails with KeyError: ''. The empty prefix turns negative "
+                "labels off; nothing else changes. Other systems keep their configured neg_prefix.")
     for (tb, system), err in errors.items():
         out.append(f"{system} on {tb} failed: {err}")
     return out
@@ -385,7 +409,7 @@ def run(args: argparse.Namespace) -> Dict:
     if not data_dir.is_dir():
         raise SystemExit(f"[multilingual] data directory {data_dir} not found: pass --data-dir with the ud-small "
                          f"treebanks ({', '.join(TREEBANKS)})")
-    work, output = Path(args.work_dir), Path(args.output)
+    work, output = Path(args.work_dir).resolve(), Path(args.output)
     lstm = parse_lstm(args.lstm)
     systems: Dict[str, Optional[Path]] = {name: None for name in SPACY_SYSTEMS}
     systems.update(lstm)
