@@ -115,3 +115,39 @@ def test_end_to_end_schema_and_resume(tmp_path):
     assert (work / TREEBANK / "spacy_tagger" / "train_result.json").stat().st_mtime_ns != stamps["spacy_tagger"]
     assert (work / TREEBANK / "lstm_tagger" / "train_result.json").stat().st_mtime_ns == stamps["lstm_tagger"]
     assert list(srsly.read_json(out)["treebanks"][TREEBANK]) == ["spacy_tagger"]
+
+
+def test_spacy_tagger_trains_on_a_tag_that_looks_negative(tmp_path):
+    """ga_idt tags "!" as "!": spaCy's tagger (neg_prefix "!") would read it as
+    a negative label and fail with KeyError ''; the benchmark's config for
+    spacy_tagger turns the prefix off only where such a tag occurs."""
+    from spacy.tokens import Doc
+    from spacy.training import Example
+    from spacy.util import load_model_from_config
+
+    def data_with(tags):
+        vocab = spacy.blank("ga").vocab
+        doc = Doc(vocab, words=["Dia", "duit", "!"], tags=tags)
+        data = {}
+        for split in ("train", "dev"):
+            DocBin(docs=[doc]).to_disk(tmp_path / f"{split}.spacy")
+            data[split] = {"path": str(tmp_path / f"{split}.spacy")}
+        return data
+
+    policy = {"max_steps": 2, "patience": 2, "eval_frequency": 1, "max_epochs": 0}
+    plain = bench.build_config("spacy_tagger", None, "ga", data_with(["Noun", "Prep", "Punct"]), policy, tmp_path / "l")
+    assert plain["components"]["tagger"]["neg_prefix"] == "!"
+    data = data_with(["Noun", "Prep", "!"])
+    config = bench.build_config("spacy_tagger", None, "ga", data, policy, tmp_path / "l")
+    assert config["components"]["tagger"]["neg_prefix"] == ""
+    for neg_prefix, fails in (("!", True), ("", False)):
+        config["components"]["tagger"]["neg_prefix"] = neg_prefix
+        nlp = load_model_from_config(config, auto_fill=True, validate=True)
+        gold = next(DocBin().from_disk(data["train"]["path"]).get_docs(nlp.vocab))
+        examples = [Example(Doc(nlp.vocab, words=[t.text for t in gold]), gold)]
+        nlp.initialize(lambda: examples)
+        if fails:
+            with pytest.raises(KeyError):
+                nlp.update(examples)
+        else:
+            assert nlp.update(examples)["tagger"] > 0
