@@ -321,9 +321,9 @@ def notes(systems: Dict[str, Optional[Path]], splits: Dict[str, Dict], errors: D
                           for tb, n in empty.items() if n or empty_eval[tb])
         out.append(
             "Tokens with XPOS `_` (" + which + "): spaCy 3.8's conllu converter gives them their UPOS as tag "
-            "(`tag = pos if tag == '_'`), so no tag is empty after conversion and spaCy's tagger trains without "
-            "any workaround; those tokens carry UPOS names (e.g. 'VERB') as extra tag labels, in training and "
-            "in eval alike, for every system.")
+            "(`tag = pos if tag == '_'`), so no tag is empty after conversion (the empty-tag path of "
+            "Tagger.get_loss is never reached); those tokens carry UPOS names (e.g. 'VERB') as extra tag labels, "
+            "in training and in eval alike, for every system.")
     for tb, s in splits.items():
         if "spacy_tagger" in systems and negative_looking_tags(s, "!"):
             out.append(
