@@ -8,7 +8,7 @@ import torch
 from spacy.training import Example
 
 from conftest import TINY_MODEL, TRAIN_DATA, train_tiny
-from spacy_lstm_tagger.model import get_torch_module
+from spacy_lstm_tagger.model import get_torch_module, split_heads
 from spacy_lstm_tagger.pytorch_model import LinearChainCRF
 
 
@@ -142,7 +142,8 @@ def test_crf_probabilities_are_marginals(crf_nlp, tmp_path):
     text = "I like green eggs"
     labels = tagger.labels
     # the model's tag columns are the CRF's emission scores
-    emissions = torch.from_numpy(tagger.model.predict([nlp.make_doc(text)])[0][:, : len(labels)])
+    [tag_scores] = split_heads(tagger.model, tagger.model.predict([nlp.make_doc(text)]))["tag"]
+    emissions = torch.from_numpy(tag_scores)
     with torch.no_grad():
         _, best, expected, _, _ = brute_force(crf, emissions)
     doc = nlp(text)

@@ -5,6 +5,7 @@ import spacy
 from spacy.tokens import Doc, DocBin
 
 from conftest import TRAIN_DATA
+from spacy_lstm_tagger.model import split_heads
 
 
 @pytest.fixture
@@ -23,8 +24,8 @@ def test_probabilities_are_consistent_with_tags(prob_nlp, trained_nlp):
     labels = tagger.labels
     for text, annots in TRAIN_DATA + [("They ate green ham", None)]:
         doc = prob_nlp(text)
-        # the model's own probabilities (tag columns come first), best two per token
-        rows = tagger.model.predict([prob_nlp.make_doc(text)])[0][:, : len(labels)]
+        # the model's own tag probabilities, best two per token
+        [rows] = split_heads(tagger.model, tagger.model.predict([prob_nlp.make_doc(text)]))["tag"]
         best = numpy.argsort(-rows, axis=1, kind="stable")[:, :2]
         assert [[tag for tag, _ in t._.tag_alternatives] for t in doc] == [[labels[j] for j in b] for b in best]
         numpy.testing.assert_allclose(
