@@ -28,6 +28,7 @@ from thinc.types import Floats2d
 
 from .crf import crf_loss, crf_marginals, viterbi_decode
 from .model import get_torch_module
+from .weights import check_loaded_weights, describe_weights
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -160,6 +161,12 @@ class LSTMTagger(Tagger):
             self.model.set_dim("nP", len(pos_labels), force=True)
         super().initialize(get_examples, nlp=nlp, labels=labels)
         self._declare_pos_assignment(nlp)
+        describe_weights(get_torch_module(self.model), self._labels_by_head(), self.model.attrs)
+
+    def _labels_by_head(self) -> Dict[str, Sequence[str]]:
+        """The label list of each output head (``weights.HEAD_OUTPUTS``),
+        saved as a fingerprint with the weights and checked against them at load."""
+        return {"tags": self.cfg.get("labels"), "pos": self.cfg.get("pos_labels") if self.joint_pos else None}
 
     def _declare_pos_assignment(self, nlp: Optional[Language] = None) -> None:
         """With ``joint_pos``, record in the pipeline that this component also
@@ -305,21 +312,41 @@ class LSTMTagger(Tagger):
             scores.update(Scorer.score_token_attr(examples, "pos"))
         return scores
 
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        describe_weights(get_torch_module(self.model), self._labels_by_head(), self.model.attrs)
+        return super().to_bytes(exclude=exclude)
+
+    def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
+        describe_weights(get_torch_module(self.model), self._labels_by_head(), self.model.attrs)
+        super().to_disk(path, exclude=exclude)
+
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "LSTMTagger":
+        built_attrs = dict(self.model.attrs)
         try:
             super().from_bytes(bytes_data, exclude=exclude)
+            self._check_loaded_weights(built_attrs, exclude)
         except Exception as err:
             raise _load_error(self.name, "bytes", err) from err
         self._declare_pos_assignment()
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "LSTMTagger":
+        built_attrs = dict(self.model.attrs)
         try:
             super().from_disk(path, exclude=exclude)
+            self._check_loaded_weights(built_attrs, exclude)
         except Exception as err:
             raise _load_error(self.name, str(path), err) from err
         self._declare_pos_assignment()
         return self
+
+    def _check_loaded_weights(self, built_attrs: Dict, exclude) -> None:
+        """The loaded cfg labels and model attrs must be the ones the weights were saved with."""
+        if "model" not in exclude:
+            check_loaded_weights(
+                get_torch_module(self.model), self._labels_by_head(),
+                built_attrs=built_attrs, loaded_attrs=self.model.attrs,
+            )
 
 
 def _load_error(name: str, source: str, err: Exception) -> ValueError:

@@ -10,23 +10,19 @@ spaCy's ``Tagger`` loss and prediction code work unchanged.
 import contextlib
 from dataclasses import dataclass
 from functools import partial
-from io import BytesIO
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
-import srsly
 import torch
-from spacy.attrs import IDS as SPACY_ATTR_IDS
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats2d
 
+from .config_checks import check_architecture_args
 from .featurize import featurize, plan_windows, static_vectors_width
 from .pytorch_model import WordCharBiLSTMTagger
+from .weights import MODEL_FORMAT, MODEL_FORMAT_VERSION, deserialize_torch_module, serialize_torch_module  # noqa: F401
 
-MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
-MODEL_FORMAT_VERSION = 1
-"""Bump when the saved weights change meaning; loading another version fails clearly."""
 
 
 @dataclass(frozen=True)
@@ -90,18 +86,15 @@ def build_wordchar_bilstm_tagger(
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
-    _check_positive(
-        word_embed_size=word_embed_size, n_word_hashes=n_word_hashes,
-        char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
-        max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
-        max_window=max_window,
+    check_architecture_args(
+        "spacy_lstm_tagger.WordCharBiLSTM.v1",
+        word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
+        word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
+        n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
+        dropout=dropout, word_dropout=word_dropout, max_window=max_window,
+        window_context=window_context, joint_pos=joint_pos, crf=crf,
+        include_static_vectors=include_static_vectors, nO=nO,
     )
-    if n_word_rows < 2:
-        raise ValueError(f"n_word_rows must be at least 2, got {n_word_rows}")
-    if n_chars < 258:
-        raise ValueError(f"n_chars must be at least 258 (256 direct code points + pad + hashed), got {n_chars}")
-    if word_attr.upper() not in SPACY_ATTR_IDS:
-        raise ValueError(f"word_attr {word_attr!r} is not a spaCy token attribute (e.g. NORM, LOWER, ORTH)")
     features = FeatureConfig(
         word_attr=word_attr.upper(), n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         n_chars=n_chars, max_word_chars=max_word_chars, max_window=max_window,
@@ -178,12 +171,6 @@ class TaggerPyTorchShim(PyTorchShim):
             yield
         finally:
             self._model.load_state_dict(backup)
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
 def get_torch_module(model: Model) -> WordCharBiLSTMTagger:
@@ -290,59 +277,3 @@ def convert_outputs(
         return ArgsKwargs(args=(logits,), kwargs={"grad_tensors": (d_logits,)})
 
     return outputs, backprop
-
-
-def serialize_torch_module(module: WordCharBiLSTMTagger) -> bytes:
-    """The module's state dict (tensors only), tagged with a format version."""
-    buffer = BytesIO()
-    torch.save(module.state_dict(), buffer)
-    return srsly.msgpack_dumps(
-        {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "state": buffer.getvalue()}
-    )
-
-
-def deserialize_torch_module(
-    module: WordCharBiLSTMTagger, data: bytes, device: "torch.device"
-) -> WordCharBiLSTMTagger:
-    """Load weights saved by :func:`serialize_torch_module`, on ``device``.
-
-    The output layer is sized from the saved weights, so a pipeline loads
-    without calling ``initialize`` first; any other size disagreement between
-    the config and the weights is reported by parameter name.
-    """
-    try:
-        msg = srsly.msgpack_loads(data)
-        fmt = msg.get("format"), msg.get("format_version")
-        state_bytes = msg["state"]
-    except Exception as err:  # msgpack raises many types on garbage
-        raise ValueError(f"lstm_tagger weights are corrupted or not in {MODEL_FORMAT} format: {err}") from err
-    if fmt != (MODEL_FORMAT, MODEL_FORMAT_VERSION):
-        raise ValueError(
-            f"lstm_tagger weights have format {fmt[0]!r} version {fmt[1]!r}, but this version of "
-            f"spacy-lstm-tagger reads {MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION}. "
-            "Retrain the pipeline or install the spacy-lstm-tagger version it was saved with."
-        )
-    try:
-        state = torch.load(BytesIO(state_bytes), map_location=device, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"lstm_tagger weights are truncated or corrupted: {err}") from err
-    if "output.weight" in state:
-        module.resize_output(state["output.weight"].shape[0])
-    module.resize_pos_output(state["pos_output.weight"].shape[0] if "pos_output.weight" in state else 0)
-    if "vectors_proj.weight" in state:
-        module.resize_vectors(state["vectors_proj.weight"].shape[1])
-    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state.items()}
-    if expected != found:
-        diffs = [
-            f"{name}: config gives {expected.get(name)}, weights have {found.get(name)}"
-            for name in sorted(set(expected) | set(found))
-            if expected.get(name) != found.get(name)
-        ]
-        raise ValueError(
-            "The lstm_tagger model config does not match the saved weights "
-            "(was config.cfg edited?): " + "; ".join(diffs)
-        )
-    module.load_state_dict(state)
-    module.to(device)
-    return module
