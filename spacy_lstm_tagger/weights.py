@@ -107,7 +107,7 @@ def deserialize_torch_module(module: nn.Module, data: bytes, device: "torch.devi
         state_bytes = msg["state"]
     except Exception as err:  # msgpack raises many types on garbage
         raise ValueError(f"lstm_tagger weights are corrupted or not in {MODEL_FORMAT} format: {err}") from err
-    if fmt not in {(MODEL_FORMAT, 1), (MODEL_FORMAT, MODEL_FORMAT_VERSION)}:
+    if fmt[0] != MODEL_FORMAT or fmt[1] not in (1, MODEL_FORMAT_VERSION):
         raise ValueError(
             f"lstm_tagger weights have format {fmt[0]!r} version {fmt[1]!r}, but this version of "
             f"spacy-lstm-tagger reads {MODEL_FORMAT!r} versions 1 to {MODEL_FORMAT_VERSION}. "
