@@ -24,7 +24,6 @@ from .pytorch_model import WordCharBiLSTMTagger
 from .weights import MODEL_FORMAT, MODEL_FORMAT_VERSION, deserialize_torch_module, serialize_torch_module  # noqa: F401
 
 
-
 @dataclass(frozen=True)
 class FeatureConfig:
     """The featurization settings shared by ``convert_inputs`` and ``convert_outputs``."""
