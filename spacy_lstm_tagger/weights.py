@@ -44,7 +44,8 @@ HEAD_OUTPUTS: Dict[str, str] = {"tags": "output", "pos": "pos_output"}
 
 INFO_ATTR = "saved_weights_info"
 """Attribute of the torch module holding the info saved with (and loaded
-from) its weights; set by :func:`describe_weights`."""
+from) its weights; set by :func:`describe_weights`, and at load, where it
+also records the ``format_version`` the weights were read from."""
 
 _ARCHIVE_SLACK_BYTES = 1 << 16
 
@@ -87,7 +88,7 @@ def serialize_torch_module(module: nn.Module) -> bytes:
         "format_version": MODEL_FORMAT_VERSION,
         "state": state,
         "sha256": hashlib.sha256(state).hexdigest(),
-        "info": getattr(module, INFO_ATTR, None) or {},
+        "info": {k: v for k, v in (getattr(module, INFO_ATTR, None) or {}).items() if k in ("labels", "attrs")},
     })
 
 
