@@ -44,6 +44,11 @@ ARCHITECTURE_BOUNDS: Dict[str, Bound] = {
     "char_hidden_size": Bound(int, 1, 2048, "character BiLSTM size per direction"),
     "n_chars": Bound(int, 258, 2_000_000, "character table rows (256 direct code points + pad + hashed)"),
     "max_word_chars": Bound(int, 1, 1024, "characters kept per word"),
+    "n_prefixes": Bound(int, 0, 20, "prefix features per word (lengths 1 to n)"),
+    "n_suffixes": Bound(int, 0, 20, "suffix features per word (lengths 1 to n)"),
+    "use_shape": Bound(bool, meaning="word shape feature on/off"),
+    "n_affix_rows": Bound(int, 1, 2**32, "rows of the hashed affix table"),
+    "affix_embed_size": Bound(int, 0, 1024, "width of the affix embedding"),
     "hidden_size": Bound(int, 1, 4096, "sentence BiLSTM size per direction"),
     "depth": Bound(int, 1, 16, "layers of the sentence BiLSTM"),
     "dropout": Bound(float, 0.0, 1.0, "dropout rate", high_open=True),
@@ -51,6 +56,7 @@ ARCHITECTURE_BOUNDS: Dict[str, Bound] = {
     "max_window": Bound(int, 1, 1_000_000, "tokens per window for long Docs"),
     "window_context": Bound(int, 0, 500_000, "context tokens on each side of a window"),
     "joint_pos": Bound(bool, meaning="UPOS head on/off"),
+    "joint_morph": Bound(bool, meaning="FEATS head on/off"),
     "crf": Bound(bool, meaning="CRF decoding on/off"),
     "include_static_vectors": Bound(bool, meaning="static vectors input on/off"),
     "nO": Bound(int, 1, 1_000_000, "number of tags", optional=True),
@@ -116,7 +122,7 @@ def _check_together(args: Dict[str, Any]) -> list:
 
 def estimated_parameters(args: Dict[str, Any]) -> int:
     """The parameters of the embeddings and BiLSTMs the sizes describe
-    (output heads excluded: they depend on the labels)."""
+    (output heads other than the tags excluded: they depend on the labels)."""
     get = lambda name: int(args.get(name) or 0)  # noqa: E731
     word, chars = get("word_embed_size"), get("char_embed_size")
     char_hidden, hidden, depth = get("char_hidden_size"), get("hidden_size"), get("depth")
@@ -127,9 +133,12 @@ def estimated_parameters(args: Dict[str, Any]) -> int:
         first = 2 * 4 * size * (n_in + size + 2)
         return first + (layers - 1) * 2 * 4 * size * (2 * size + size + 2)
 
-    inputs = word * (2 if args.get("include_static_vectors") else 1) + 2 * char_hidden
+    n_affixes = get("n_prefixes") + get("n_suffixes") + int(bool(args.get("use_shape")))
+    affix_size = get("affix_embed_size") if n_affixes else 0
+    inputs = word * (2 if args.get("include_static_vectors") else 1) + 2 * char_hidden + n_affixes * affix_size
     return (
         get("n_word_rows") * word
+        + get("n_affix_rows") * affix_size
         + get("n_chars") * chars
         + bilstm(chars, char_hidden, 1)
         + bilstm(inputs, hidden, depth)

@@ -13,7 +13,8 @@ import torch
 from thinc.api import Ops, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from .pytorch_model import INFERENCE_CHUNK_TOKENS, LinearChainCRF
+from .constants import INFERENCE_CHUNK_TOKENS
+from .pytorch_model import LinearChainCRF
 
 
 def length_buckets(lengths: Sequence[int], chunk_tokens: int = INFERENCE_CHUNK_TOKENS) -> Iterator[List[int]]:

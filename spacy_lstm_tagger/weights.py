@@ -33,14 +33,16 @@ import srsly
 import torch
 from torch import nn
 
+from .pytorch_model import HEADS
+
 MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
 MODEL_FORMAT_VERSION = 2
 """Bump when the saved weights change meaning. Version 1 (before checksums)
 is still read; any other version fails clearly."""
 
-HEAD_OUTPUTS: Dict[str, str] = {"tags": "output", "pos": "pos_output"}
-"""Each head's label list (as the component names it) -> the module's output
-``nn.Linear`` whose rows score those labels. A new head adds a line here."""
+HEAD_OUTPUTS: Dict[str, str] = dict(zip(("tag", "pos", "morph"), HEADS))
+"""Each head's name (as ``model.HEAD_DIMS`` and the component name it) -> the
+module's output ``nn.Linear`` whose rows score that head's labels."""
 
 INFO_ATTR = "saved_weights_info"
 """Attribute of the torch module holding the info saved with (and loaded
@@ -127,7 +129,8 @@ def deserialize_torch_module(module: nn.Module, data: bytes, device: "torch.devi
     declared = _declared_tensors(state_bytes)
     if "output.weight" in declared:
         module.resize_output(declared["output.weight"].shape[0])
-    module.resize_pos_output(declared["pos_output.weight"].shape[0] if "pos_output.weight" in declared else 0)
+    for head in HEADS[1:]:
+        module.resize_head(head, declared[f"{head}.weight"].shape[0] if f"{head}.weight" in declared else 0)
     if "vectors_proj.weight" in declared:
         module.resize_vectors(declared["vectors_proj.weight"].shape[1])
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
@@ -237,7 +240,7 @@ def check_loaded_weights(
                 f"the model file sets {name} = {value}, but the weights were saved with "
                 f"{name} = {saved_attrs[name]}"
             )
-    if getattr(module, HEAD_OUTPUTS["tags"], None) is not None:  # uninitialized weights have no heads yet
+    if getattr(module, HEAD_OUTPUTS["tag"], None) is not None:  # uninitialized weights have no heads yet
         saved_labels = info.get("labels") or {}
         for head, layer_name in HEAD_OUTPUTS.items():
             labels = list(labels_by_head.get(head) or ())

@@ -12,15 +12,20 @@ import pytest
 import spacy
 import srsly
 import torch
+from spacy.training import Example
 
 from conftest import TINY_MODEL, TRAIN_DATA, train_tiny
 from spacy_lstm_tagger import weights
 from spacy_lstm_tagger.config_checks import ARCHITECTURE_BOUNDS, check_architecture_args
-from spacy_lstm_tagger.model import build_wordchar_bilstm_tagger, get_torch_module
+from spacy_lstm_tagger.model import (
+    HEAD_DIMS, build_wordchar_bilstm_tagger, build_wordchar_bilstm_tagger_v2, get_torch_module,
+)
 
 JOINT_DATA = [
-    ("I like green eggs", {"tags": ["PRP", "VBP", "JJ", "NNS"], "pos": ["PRON", "VERB", "ADJ", "NOUN"]}),
-    ("She ate the ham quickly", {"tags": ["PRP", "VBD", "DT", "NN", "RB"], "pos": ["PRON", "VERB", "DET", "NOUN", "ADV"]}),
+    ("I like green eggs", {"tags": ["PRP", "VBP", "JJ", "NNS"], "pos": ["PRON", "VERB", "ADJ", "NOUN"],
+                           "morphs": ["Case=Nom", "Tense=Pres", "Degree=Pos", "Number=Plur"]}),
+    ("She ate the ham quickly", {"tags": ["PRP", "VBD", "DT", "NN", "RB"], "pos": ["PRON", "VERB", "DET", "NOUN", "ADV"],
+                                 "morphs": ["Case=Nom", "Tense=Past", "Definite=Def", "Number=Sing", "_"]}),
 ]
 TEXTS = [text for text, _ in TRAIN_DATA]
 
@@ -35,8 +40,13 @@ def saved(tmp_path_factory, trained_nlp) -> Path:
 
 @pytest.fixture(scope="module")
 def joint_saved(tmp_path_factory) -> Path:
+    """An lstm_joint_tagger (tag, POS and FEATS heads) on disk."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lstm_joint_tagger", name="lstm_tagger", config={"model": dict(TINY_MODEL)})
+    examples = [Example.from_dict(nlp.make_doc(text), annots) for text, annots in JOINT_DATA]
+    nlp.initialize(lambda: examples)
     path = tmp_path_factory.mktemp("joint")
-    train_tiny(n_iter=5, data=JOINT_DATA, joint_pos=True).to_disk(path)
+    nlp.to_disk(path)
     return path
 
 
@@ -134,10 +144,12 @@ def test_missing_empty_or_non_string_labels_fail_at_load(saved, workdir, bad):
 
 
 @pytest.mark.parametrize("edit", ["two swapped", "one removed"])
-def test_pos_labels_are_checked_against_the_pos_head(joint_saved, workdir, edit):
+@pytest.mark.parametrize("head", ["pos", "morph"])
+def test_joint_head_labels_are_checked_against_their_head(joint_saved, workdir, edit, head):
     path = copy_pipeline(joint_saved, workdir / "p")
-    edit_cfg(path, lambda cfg: cfg.update(pos_labels=LABEL_EDITS[edit](cfg["pos_labels"])))
-    with pytest.raises(ValueError, match="pos labels"):
+    key = f"{head}_labels"
+    edit_cfg(path, lambda cfg: cfg.update({key: LABEL_EDITS[edit](cfg[key])}))
+    with pytest.raises(ValueError, match=f"{head} labels"):
         spacy.load(path)
     spacy.load(joint_saved)  # the unedited pipeline loads
 
@@ -254,7 +266,7 @@ def test_recompressed_weights_are_refused_before_any_tensor_is_read(saved, workd
             state["word_embed.weight"] = torch.zeros(n // 16, 16)
 
     edit_model_msg(path, lambda msg, inner: rewrite_state(inner, edit, archive=deflate))
-    assert (path / "lstm_tagger" / "model").stat().st_size < 1_000_000
+    assert (path / "lstm_tagger" / "model").stat().st_size < n * 4 // 8  # it would inflate 8x and more
     materialized = []
     real_load = torch.load
 
@@ -294,11 +306,19 @@ def test_recompressed_weights_are_refused_before_any_tensor_is_read(saved, workd
     ],
     ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()),
 )
-def test_out_of_bounds_config_fails_when_the_model_is_built(setting):
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_out_of_bounds_config_fails_when_the_model_is_built(setting, version):
     nlp = spacy.blank("en")
     name = next(iter(setting))
-    with pytest.raises(ValueError, match=f"WordCharBiLSTM.v1.*{name}"):
-        nlp.add_pipe("lstm_tagger", config={"model": {**TINY_MODEL, **setting}})
+    architecture = f"spacy_lstm_tagger.WordCharBiLSTM.{version}"
+    with pytest.raises(ValueError, match=f"{architecture}.*{name}"):
+        nlp.add_pipe("lstm_tagger", config={"model": {"@architectures": architecture, **TINY_MODEL, **setting}})
+
+
+@pytest.mark.parametrize("setting", [{"n_prefixes": 50}, {"n_suffixes": -1}, {"n_affix_rows": 0}, {"affix_embed_size": 5000}, {"joint_morph": "yes"}])
+def test_out_of_bounds_v2_settings_fail_when_the_model_is_built(setting):
+    with pytest.raises(ValueError, match=f"WordCharBiLSTM.v2.*{next(iter(setting))}"):
+        build_wordchar_bilstm_tagger_v2(**{**TINY_MODEL, **setting})
 
 
 def test_n_word_hashes_bound_is_what_training_supports():
@@ -319,7 +339,9 @@ def test_wrong_types_are_refused(setting):
 
 
 def test_every_architecture_argument_has_bounds_and_unknown_ones_are_refused():
-    assert set(inspect.signature(build_wordchar_bilstm_tagger).parameters) <= set(ARCHITECTURE_BOUNDS)
+    for builder in (build_wordchar_bilstm_tagger, build_wordchar_bilstm_tagger_v2):
+        assert set(inspect.signature(builder).parameters) <= set(ARCHITECTURE_BOUNDS)
+    assert list(weights.HEAD_OUTPUTS) == list(HEAD_DIMS)  # the checked heads are the model's heads
     with pytest.raises(ValueError, match="new_size: no bounds are declared"):
         check_architecture_args(new_size=3)
     check_architecture_args(**TINY_MODEL)  # the test config is fine
