@@ -89,8 +89,9 @@ def test_full_distribution(trained_nlp):
     assert all(t._.tag_prob is None and not t.tag_ for t in docs[0])
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("lstm_tagger_*.cfg")))
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("lstm_*.cfg")))
 def test_shipped_configs_show_the_probability_settings(name):
-    component = Config().from_disk(CONFIGS / name, interpolate=False)["components"]["lstm_tagger"]
+    components = Config().from_disk(CONFIGS / name, interpolate=False)["components"]
+    component = components.get("lstm_tagger") or components["lstm_joint_tagger"]
     assert component["store_probabilities"] is False and component["n_alternatives"] == 3
     assert (component["prob_attr"], component["alternatives_attr"]) == ("tag_prob", "tag_alternatives")
