@@ -515,6 +515,7 @@ def plot(result: Dict, png_path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.patches
     import matplotlib.pyplot as plt
 
     treebanks = list(result["treebanks"])
@@ -541,14 +542,17 @@ def plot(result: Dict, png_path: Path) -> None:
                 ax.text(x, y, f"{y:,.0f}" if key == "words_per_second" else f"{y:.1f}", ha="center",
                         va="bottom", fontsize=7, rotation=90)
         if values and key != "words_per_second":
-            ax.set_ylim(max(0, min(values) - 5), min(100, max(values) + 3))
+            ax.set_ylim(max(0, min(values) - 5), min(100.5, max(values) + 3))
+        elif values:
+            ax.set_ylim(0, max(values) * 1.2)
         ax.set_xticks(range(len(treebanks)), treebanks)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
         ax.set_title(label.split(" (")[0] + " on UD test")
-    axes[0].legend(loc="lower left", fontsize=8)
+    handles = [matplotlib.patches.Patch(color=colors[i % len(colors)], label=s) for i, s in enumerate(systems)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(systems), fontsize=9)
     fig.suptitle("Small UD treebanks: train on UD dev minus last 10%, evaluated on UD test (same run)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
 
