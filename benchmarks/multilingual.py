@@ -191,20 +191,25 @@ def train_one(out_dir: Path, eval_path: Path, threads: int, batch_size: int) -> 
     spacy_train(out_dir / "config.cfg", out_dir / "model", use_gpu=-1)
     total = time.perf_counter() - start
     log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
-    best = max(log, key=lambda row: row["score"])  # first of equal scores, like spaCy's model-best
     training = load_config(out_dir / "config.cfg", interpolate=False)["training"]
     srsly.write_json(out_dir / "train_result.json", {
-        "train_seconds": best["seconds"], "train_total_seconds": round(total, 1),
-        "best_step": best["step"], "best_epoch": best["epoch"], "last_step": log[-1]["step"],
-        "best_dev_score": round(100 * best["score"], 2),
-        "best_dev_scores": {k: round(100 * v, 2) for k, v in best["scores"].items()
-                            if k in ACC_KEYS and v is not None},
+        **best_checkpoint(log), "train_total_seconds": round(total, 1), "last_step": log[-1]["step"],
         "train_peak_rss_mb": round(peak_rss_mb(), 1), "torch_threads": threads,
         "max_steps": training["max_steps"], "patience": training["patience"],
         "eval_frequency": training["eval_frequency"],
         "curve": [{"seconds": r["seconds"], "step": r["step"], "score": r["score"]} for r in log],
     })
     measure_one(out_dir / "model" / "model-best", eval_path, out_dir / "eval.json", threads, 1, batch_size, True)
+
+
+def best_checkpoint(log: List[Dict]) -> Dict:
+    """The evaluation spaCy saved as model-best: the highest dev score, the
+    LAST of equal ones (spaCy's loop saves on ``score == max(results)[0]``)."""
+    best = max(log, key=lambda row: (row["score"], row["step"]))
+    return {"train_seconds": best["seconds"], "best_step": best["step"], "best_epoch": best["epoch"],
+            "best_dev_score": round(100 * best["score"], 2),
+            "best_dev_scores": {k: round(100 * v, 2) for k, v in best["scores"].items()
+                                if k in ACC_KEYS and v is not None}}
 
 
 def eval_docs(nlp, path: Path) -> List[Tuple[List[str], List[bool]]]:
@@ -367,6 +372,7 @@ def collect(args: argparse.Namespace, work: Path, systems: Dict[str, Optional[Pa
             if not (sdir / "train_result.json").exists() or not (sdir / "eval.json").exists():
                 continue
             train = srsly.read_json(sdir / "train_result.json")
+            train.update(best_checkpoint([json.loads(line) for line in (sdir / "train_log.jsonl").open()]))
             ev = srsly.read_json(sdir / "eval.json")
             timed = (timings or {}).get((tb, system))
             seconds = timed["seconds"] if timed else ev["seconds"]
@@ -392,8 +398,8 @@ def collect(args: argparse.Namespace, work: Path, systems: Dict[str, Optional[Pa
                 row["margin"] = round(row["tag_acc"] - base["tag_acc"], 2)
                 result["margins"].setdefault(tb, {})[system] = row["margin"]
         result["treebanks"][tb] = rows
-    finished = all(s in rows and "error" not in rows[s] for rows in result["treebanks"].values() for s in systems)
-    result["complete"] = timings is not None and finished
+    result["complete"] = all(rows.get(s, {}).get("timing") == "interleaved"
+                             for rows in result["treebanks"].values() for s in systems)
     return result
 
 
@@ -441,6 +447,10 @@ def run(args: argparse.Namespace) -> Dict:
     # 1. train and score, one system at a time over all treebanks (spaCy's baselines first)
     for system, cfg in systems.items():
         for tb in treebanks:
+            if args.collect_only:
+                if (work / tb / system / "error.txt").exists():
+                    errors[(tb, system)] = (work / tb / system / "error.txt").read_text(encoding="utf8")
+                continue
             sdir = work / tb / system
             config = build_config(system, cfg, TREEBANKS[tb], splits[tb], policy, sdir / "train_log.jsonl")
             done = (sdir / "train_result.json").exists() and (sdir / "eval.json").exists()
@@ -450,7 +460,7 @@ def run(args: argparse.Namespace) -> Dict:
                     continue
                 say(f"{tb} {system}: its config or the policy changed since the finished training: retraining")
             sdir.mkdir(parents=True, exist_ok=True)
-            for stale in ("train_result.json", "eval.json"):
+            for stale in ("train_result.json", "eval.json", "error.txt", *(p.name for p in sdir.glob("timing_*.json"))):
                 (sdir / stale).unlink(missing_ok=True)
             config.to_disk(sdir / "config.cfg")
             say(f"{tb} {system}: training ({relpath(cfg) if cfg else 'spacy init config'}; log {sdir / 'train.log'})")
@@ -460,6 +470,7 @@ def run(args: argparse.Namespace) -> Dict:
             except RuntimeError as err:
                 tail = (sdir / "train.log").read_text(encoding="utf8").strip().splitlines()[-1:]
                 errors[(tb, system)] = f"{err}: {tail[0] if tail else ''}"
+                (sdir / "error.txt").write_text(errors[(tb, system)], encoding="utf8")
                 say(f"{tb} {system}: FAILED {errors[(tb, system)]}")
                 continue
             train = srsly.read_json(sdir / "train_result.json")
@@ -477,14 +488,19 @@ def run(args: argparse.Namespace) -> Dict:
                 if (tb, system) in errors or not (sdir / "eval.json").exists():
                     continue
                 path = sdir / f"timing_{round_}.json"
-                child(["measure-one", str(sdir / "model" / "model-best"), "--eval", splits[tb]["eval"]["path"],
-                       "--out", str(path), "--threads", str(args.threads), "--repeats", str(args.repeats),
-                       "--batch-size", str(args.batch_size)], args.threads)
+                if args.collect_only:
+                    if not path.exists():
+                        continue
+                else:
+                    child(["measure-one", str(sdir / "model" / "model-best"), "--eval", splits[tb]["eval"]["path"],
+                          "--out", str(path), "--threads", str(args.threads), "--repeats", str(args.repeats),
+                          "--batch-size", str(args.batch_size)], args.threads)
                 timed = srsly.read_json(path)
                 row = timings.setdefault((tb, system), {"seconds": [], "inference_peak_rss_mb": 0.0})
                 row["seconds"].extend(timed["seconds"])
                 row["inference_peak_rss_mb"] = max(row["inference_peak_rss_mb"], timed["inference_peak_rss_mb"])
-        say(f"timing round {round_ + 1}/{args.rounds} done")
+        if not args.collect_only:
+            say(f"timing round {round_ + 1}/{args.rounds} done")
     result = collect(args, work, systems, splits, errors, timings)
     write_results(result, output)
     print_table(result)
@@ -588,6 +604,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work_multilingual"))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "multilingual.json"))
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --output's JSON")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="train and time nothing: rebuild the JSON, PNG and table from the work dir "
+                             "(its timing_<round>.json files, rounds < --rounds)")
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(Path(args.out_dir), Path(args.eval), args.threads, args.batch_size)
