@@ -43,7 +43,10 @@ TREEBANKS = {"nl_alpino": "nl", "fi_tdt": "fi", "ga_idt": "ga", "zh_gsd": "zh"}
 # spaCy's own components, configs made at run time by `spacy init config
 # -p <factory> -o efficiency --lang <lang>` (what a user gets), gold_preproc on.
 SPACY_SYSTEMS = {"spacy_tagger": "tagger", "spacy_morphologizer": "morphologizer"}
-DEFAULT_LSTM = {"lstm_tagger": ROOT / "configs" / "lstm_tagger_efficiency.cfg"}
+DEFAULT_LSTM = {
+    "lstm_tagger": ROOT / "configs" / "lstm_tagger_small.cfg",
+    "lstm_joint_tagger": ROOT / "configs" / "lstm_tagger_joint.cfg",
+}
 BASELINE = "spacy_tagger"
 ACC_KEYS = ("tag_acc", "pos_acc", "morph_acc")
 DEV_FRACTION = 0.1
@@ -207,20 +210,25 @@ def write_train_result(out_dir: Path, total_seconds: float, threads: int, stoppe
     from spacy.util import load_config
 
     log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
-    best = max(log, key=lambda row: row["score"])  # first of equal scores, like spaCy's model-best
     training = load_config(out_dir / "config.cfg", interpolate=False)["training"]
     srsly.write_json(out_dir / "train_result.json", {
-        "train_seconds": best["seconds"], "train_total_seconds": total_seconds,
-        "best_step": best["step"], "best_epoch": best["epoch"], "last_step": log[-1]["step"],
+        **best_checkpoint(log), "train_total_seconds": total_seconds, "last_step": log[-1]["step"],
         "stopped_before_patience": stopped_before_patience,
-        "best_dev_score": round(100 * best["score"], 2),
-        "best_dev_scores": {k: round(100 * v, 2) for k, v in best["scores"].items()
-                            if k in ACC_KEYS and v is not None},
         "train_peak_rss_mb": round(peak_rss_mb(), 1), "torch_threads": threads,
         "max_steps": training["max_steps"], "patience": training["patience"],
         "eval_frequency": training["eval_frequency"],
         "curve": [{"seconds": r["seconds"], "step": r["step"], "score": r["score"]} for r in log],
     })
+
+
+def best_checkpoint(log: List[Dict]) -> Dict:
+    """The evaluation spaCy saved as model-best: the highest dev score, the
+    LAST of equal ones (spaCy's loop saves on ``score == max(results)[0]``)."""
+    best = max(log, key=lambda row: (row["score"], row["step"]))
+    return {"train_seconds": best["seconds"], "best_step": best["step"], "best_epoch": best["epoch"],
+            "best_dev_score": round(100 * best["score"], 2),
+            "best_dev_scores": {k: round(100 * v, 2) for k, v in best["scores"].items()
+                                if k in ACC_KEYS and v is not None}}
 
 
 def eval_docs(nlp, path: Path) -> List[Tuple[List[str], List[bool]]]:
@@ -383,6 +391,7 @@ def collect(args: argparse.Namespace, work: Path, systems: Dict[str, Optional[Pa
             if not (sdir / "train_result.json").exists() or not (sdir / "eval.json").exists():
                 continue
             train = srsly.read_json(sdir / "train_result.json")
+            train.update(best_checkpoint([json.loads(line) for line in (sdir / "train_log.jsonl").open()]))
             ev = srsly.read_json(sdir / "eval.json")
             timed = (timings or {}).get((tb, system))
             seconds = timed["seconds"] if timed else ev["seconds"]
@@ -409,8 +418,8 @@ def collect(args: argparse.Namespace, work: Path, systems: Dict[str, Optional[Pa
                 row["margin"] = round(row["tag_acc"] - base["tag_acc"], 2)
                 result["margins"].setdefault(tb, {})[system] = row["margin"]
         result["treebanks"][tb] = rows
-    finished = all(s in rows and "error" not in rows[s] for rows in result["treebanks"].values() for s in systems)
-    result["complete"] = timings is not None and finished
+    result["complete"] = all(rows.get(s, {}).get("timing") == "interleaved"
+                             for rows in result["treebanks"].values() for s in systems)
     return result
 
 
@@ -458,6 +467,10 @@ def run(args: argparse.Namespace) -> Dict:
     # 1. train and score, one system at a time over all treebanks (spaCy's baselines first)
     for system, cfg in systems.items():
         for tb in treebanks:
+            if args.collect_only:
+                if (work / tb / system / "error.txt").exists():
+                    errors[(tb, system)] = (work / tb / system / "error.txt").read_text(encoding="utf8")
+                continue
             sdir = work / tb / system
             config = build_config(system, cfg, TREEBANKS[tb], splits[tb], policy, sdir / "train_log.jsonl")
             done = (sdir / "train_result.json").exists() and (sdir / "eval.json").exists()
@@ -467,7 +480,7 @@ def run(args: argparse.Namespace) -> Dict:
                     continue
                 say(f"{tb} {system}: its config or the policy changed since the finished training: retraining")
             sdir.mkdir(parents=True, exist_ok=True)
-            for stale in ("train_result.json", "eval.json"):
+            for stale in ("train_result.json", "eval.json", "error.txt", *(p.name for p in sdir.glob("timing_*.json"))):
                 (sdir / stale).unlink(missing_ok=True)
             config.to_disk(sdir / "config.cfg")
             say(f"{tb} {system}: training ({relpath(cfg) if cfg else 'spacy init config'}; log {sdir / 'train.log'})")
@@ -477,6 +490,7 @@ def run(args: argparse.Namespace) -> Dict:
             except RuntimeError as err:
                 tail = (sdir / "train.log").read_text(encoding="utf8").strip().splitlines()[-1:]
                 errors[(tb, system)] = f"{err}: {tail[0] if tail else ''}"
+                (sdir / "error.txt").write_text(errors[(tb, system)], encoding="utf8")
                 say(f"{tb} {system}: FAILED {errors[(tb, system)]}")
                 continue
             train = srsly.read_json(sdir / "train_result.json")
@@ -494,14 +508,19 @@ def run(args: argparse.Namespace) -> Dict:
                 if (tb, system) in errors or not (sdir / "eval.json").exists():
                     continue
                 path = sdir / f"timing_{round_}.json"
-                child(["measure-one", str(sdir / "model" / "model-best"), "--eval", splits[tb]["eval"]["path"],
-                       "--out", str(path), "--threads", str(args.threads), "--repeats", str(args.repeats),
-                       "--batch-size", str(args.batch_size)], args.threads)
+                if args.collect_only:
+                    if not path.exists():
+                        continue
+                else:
+                    child(["measure-one", str(sdir / "model" / "model-best"), "--eval", splits[tb]["eval"]["path"],
+                          "--out", str(path), "--threads", str(args.threads), "--repeats", str(args.repeats),
+                          "--batch-size", str(args.batch_size)], args.threads)
                 timed = srsly.read_json(path)
                 row = timings.setdefault((tb, system), {"seconds": [], "inference_peak_rss_mb": 0.0})
                 row["seconds"].extend(timed["seconds"])
                 row["inference_peak_rss_mb"] = max(row["inference_peak_rss_mb"], timed["inference_peak_rss_mb"])
-        say(f"timing round {round_ + 1}/{args.rounds} done")
+        if not args.collect_only:
+            say(f"timing round {round_ + 1}/{args.rounds} done")
     result = collect(args, work, systems, splits, errors, timings)
     write_results(result, output)
     print_table(result)
@@ -532,6 +551,7 @@ def plot(result: Dict, png_path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.patches
     import matplotlib.pyplot as plt
 
     treebanks = list(result["treebanks"])
@@ -558,14 +578,17 @@ def plot(result: Dict, png_path: Path) -> None:
                 ax.text(x, y, f"{y:,.0f}" if key == "words_per_second" else f"{y:.1f}", ha="center",
                         va="bottom", fontsize=7, rotation=90)
         if values and key != "words_per_second":
-            ax.set_ylim(max(0, min(values) - 5), min(100, max(values) + 3))
+            ax.set_ylim(max(0, min(values) - 5), min(100.5, max(values) + 3))
+        elif values:
+            ax.set_ylim(0, max(values) * 1.2)
         ax.set_xticks(range(len(treebanks)), treebanks)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
         ax.set_title(label.split(" (")[0] + " on UD test")
-    axes[0].legend(loc="lower left", fontsize=8)
+    handles = [matplotlib.patches.Patch(color=colors[i % len(colors)], label=s) for i, s in enumerate(systems)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(systems), fontsize=9)
     fig.suptitle("Small UD treebanks: train on UD dev minus last 10%, evaluated on UD test (same run)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
 
@@ -592,18 +615,21 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="folder with nl_alpino/, fi_tdt/, ga_idt/, zh_gsd/ (default: ../shared/data/ud-small)")
     parser.add_argument("--treebanks", nargs="*", help=f"default: {' '.join(TREEBANKS)}")
     parser.add_argument("--lstm", action="append", metavar="NAME=CONFIG",
-                        help="an lstm_tagger system (repeatable); default lstm_tagger=configs/lstm_tagger_efficiency.cfg")
+                        help="an lstm_tagger system (repeatable); default lstm_tagger=configs/lstm_tagger_small.cfg and lstm_joint_tagger=configs/lstm_tagger_joint.cfg")
     parser.add_argument("--systems", nargs="*", help="only these systems (default: spaCy's two + every --lstm)")
     parser.add_argument("--n-sents", type=int, default=10, help="sentences per doc (spacy convert -n)")
     parser.add_argument("--limit-sents", type=int, default=0, help="use only the first N sentences of each file (tests)")
-    parser.add_argument("--max-steps", type=int, default=2000)
-    parser.add_argument("--patience", type=int, default=500)
+    parser.add_argument("--max-steps", type=int, default=10000)
+    parser.add_argument("--patience", type=int, default=1000)
     parser.add_argument("--eval-frequency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--force", action="store_true", help="retrain finished systems")
     parser.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work_multilingual"))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "multilingual.json"))
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --output's JSON")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="train and time nothing: rebuild the JSON, PNG and table from the work dir "
+                             "(its timing_<round>.json files, rounds < --rounds)")
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(Path(args.out_dir), Path(args.eval), args.threads, args.batch_size)
