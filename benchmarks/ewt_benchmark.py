@@ -14,8 +14,6 @@ peak RSS is measured per system.
 """
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,6 +23,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import srsly
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import machine_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN_SYSTEMS = {
@@ -153,6 +154,7 @@ def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, thread
     srsly.write_json(out_path, {
         "tag_acc": scores.get("tag_acc"), "pos_acc": scores.get("pos_acc"),
         "n_words": n_words, "seconds": times, "inference_peak_rss_mb": round(peak_rss_mb(), 1),
+        "machine": machine_info(),
     })
 
 
@@ -204,8 +206,8 @@ def run(args: argparse.Namespace) -> Dict:
     result = {
         "dataset": "UD_English-EWT 2.16", "split": "dev",
         "machine": {
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            # as seen by the process that ran the last timing (CPU, ISA, torch/oneDNN/MKL, BLAS, threads)
+            **measured[systems[-1]].get("machine", {}),
             "torch_threads": args.threads, "batch_size": args.batch_size,
             "timing": f"median of {args.rounds} rounds x {args.repeats} repeats, systems interleaved",
             "train_note": "1 torch thread per training, 2-core machine",
