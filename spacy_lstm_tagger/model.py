@@ -21,6 +21,7 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats2d
 
+from .char_cache import CharEncodingCache
 from .featurize import featurize, plan_windows, static_vectors_width
 from .pytorch_model import WordCharBiLSTMTagger
 
@@ -62,6 +63,7 @@ def build_wordchar_bilstm_tagger(
     joint_pos: bool = False,
     crf: bool = False,
     include_static_vectors: bool = False,
+    char_cache_size: int = 20000,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model.
@@ -87,6 +89,9 @@ def build_wordchar_bilstm_tagger(
     include_static_vectors: concatenate the pipeline's static vectors
         (``[initialize] vectors``, frozen, read from the vocab like spaCy's
         ``StaticVectors``) through a trainable projection to ``word_embed_size``.
+    char_cache_size: at inference, keep the character encodings of up to this
+        many word types (the most frequent) per process instead of re-running
+        the character BiLSTM on them; emptied when the weights change. 0: off.
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
@@ -96,6 +101,8 @@ def build_wordchar_bilstm_tagger(
         max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
         max_window=max_window,
     )
+    if char_cache_size < 0:
+        raise ValueError(f"char_cache_size must be 0 (off) or a number of word types, got {char_cache_size}")
     if n_word_rows < 2:
         raise ValueError(f"n_word_rows must be at least 2, got {n_word_rows}")
     if n_chars < 258:
@@ -114,6 +121,8 @@ def build_wordchar_bilstm_tagger(
         hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
         crf=crf, include_static_vectors=include_static_vectors, n_labels=nO,
     )
+    if char_cache_size:
+        module.char_encoder.cache = CharEncodingCache(char_cache_size)
     wrapper = PyTorchWrapper_v3(
         module,
         convert_inputs=partial(convert_inputs, features=features),

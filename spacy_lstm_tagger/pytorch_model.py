@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .char_cache import CharEncodingCache
+
 UNKNOWN_WORD_ID = 0
 """Row of the word table used for word dropout (never produced by hashing)."""
 PAD_CHAR_ID = 0
@@ -30,27 +32,35 @@ class CharBiLSTMEncoder(nn.Module):
         )
         self.output_size = 2 * hidden_size
         self.chunk_tokens = INFERENCE_CHUNK_TOKENS
+        # inference-only cache of encodings by character ids (char_cache.py)
+        self.cache: Optional[CharEncodingCache] = None
 
     def forward(self, char_ids: torch.Tensor, char_lengths: torch.Tensor) -> torch.Tensor:
         # char_ids: (n_types, max_chars); char_lengths: (n_types,) on CPU, all >= 1
         if not self.training:
-            # final states: forward at each word's last character, backward at its first
-            embedded = self.embed(char_ids)
-            hidden = self.lstm.hidden_size
-            encoded = embedded.new_empty(len(char_ids), 2 * hidden)
-            for ids, length in length_chunks(char_lengths, self.chunk_tokens):
-                out = bilstm_padded(self.lstm, embedded[ids, :length], char_lengths[ids])
-                last = (char_lengths[ids] - 1).to(out.device)
-                encoded[ids.to(out.device)] = torch.cat(
-                    [out[torch.arange(len(ids), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1
-                )
-            return encoded
+            if self.cache is not None and char_ids.device.type == "cpu":
+                return self.cache(self._encode_by_length, self.parameters(), char_ids, char_lengths)
+            return self._encode_by_length(char_ids, char_lengths)
         packed = pack_padded_sequence(
             self.embed(char_ids), char_lengths, batch_first=True, enforce_sorted=False
         )
         _, (h_n, _) = self.lstm(packed)
         # h_n: (2, n_types, hidden) -> (n_types, 2 * hidden)
         return torch.cat([h_n[0], h_n[1]], dim=-1)
+
+    def _encode_by_length(self, char_ids: torch.Tensor, char_lengths: torch.Tensor) -> torch.Tensor:
+        """Inference: final states (forward at each word's last character,
+        backward at its first) from length-sorted padded chunks."""
+        embedded = self.embed(char_ids)
+        hidden = self.lstm.hidden_size
+        encoded = embedded.new_empty(len(char_ids), 2 * hidden)
+        for ids, length in length_chunks(char_lengths, self.chunk_tokens):
+            out = bilstm_padded(self.lstm, embedded[ids, :length], char_lengths[ids])
+            last = (char_lengths[ids] - 1).to(out.device)
+            encoded[ids.to(out.device)] = torch.cat(
+                [out[torch.arange(len(ids), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1
+            )
+        return encoded
 
 
 class WordCharBiLSTMTagger(nn.Module):
