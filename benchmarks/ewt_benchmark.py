@@ -46,6 +46,9 @@ SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS}
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {
     "lstm_tagger_efficiency_probs": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"store_probabilities": True}}}),
+    # int8 dynamic quantization (model setting quantize): its speed and accuracy cost
+    "lstm_tagger_efficiency_int8": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"model": {"quantize": True}}}}),
+    "lstm_tagger_accuracy_int8": ("lstm_tagger_accuracy", {"components": {"lstm_tagger": {"model": {"quantize": True}}}}),
 }
 BASELINE = "spacy_tagger"
 

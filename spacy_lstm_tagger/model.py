@@ -24,6 +24,7 @@ from thinc.types import Floats2d
 from .char_cache import CharEncodingCache
 from .featurize import featurize, plan_windows, static_vectors_width
 from .pytorch_model import WordCharBiLSTMTagger
+from .quantize import QuantizedInference
 
 MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
 MODEL_FORMAT_VERSION = 1
@@ -64,6 +65,7 @@ def build_wordchar_bilstm_tagger(
     crf: bool = False,
     include_static_vectors: bool = False,
     char_cache_size: int = 20000,
+    quantize: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model.
@@ -92,6 +94,9 @@ def build_wordchar_bilstm_tagger(
     char_cache_size: at inference, keep the character encodings of up to this
         many word types (the most frequent) per process instead of re-running
         the character BiLSTM on them; emptied when the weights change. 0: off.
+    quantize: at inference on CPU, run an int8 copy of the LSTMs and linear
+        layers (dynamic quantization, quantize.py); training and the saved
+        weights stay float.
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
@@ -135,6 +140,7 @@ def build_wordchar_bilstm_tagger(
         serialize_model=serialize_torch_module,
         deserialize_model=deserialize_torch_module,
     )
+    wrapper.shims[0].quantized = QuantizedInference() if quantize else None
     return Model(
         "wordchar_bilstm_tagger",
         forward,
@@ -157,6 +163,15 @@ class TaggerPyTorchShim(PyTorchShim):
       keys, so spaCy would silently evaluate and save ``model-best`` with the
       raw instead of the averaged weights.
     """
+
+    quantized: Optional[QuantizedInference] = None
+    """Set by the ``quantize`` setting: predict with an int8 copy of the module."""
+
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        if self.quantized is None:
+            return super().predict(inputs)
+        with torch.no_grad():
+            return self.quantized.get(self._model)(*inputs.args, **inputs.kwargs)
 
     def finish_update(self, optimizer: Any) -> None:
         for name, param in self._model.named_parameters():

@@ -279,6 +279,8 @@ def bilstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torc
     inter-layer dropout). The backward direction runs on each sequence
     reversed within its length, so padding never enters it; positions past
     a sequence's length are zero."""
+    if not isinstance(lstm, nn.LSTM):  # e.g. quantize.DynamicInt8BiLSTM
+        return lstm.padded(x, lengths)
     n_seqs, length, _ = x.shape
     steps = torch.arange(length).unsqueeze(0)
     ends = lengths.unsqueeze(1)
