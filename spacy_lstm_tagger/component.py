@@ -27,6 +27,7 @@ from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
 from .crf import crf_loss, crf_marginals, viterbi_decode
+from .distill import Teacher, distill_update
 from .model import get_torch_module
 
 DEFAULT_MODEL_CONFIG = """
@@ -129,6 +130,8 @@ class LSTMTagger(Tagger):
         self.n_alternatives = n_alternatives
         self._pid = os.getpid()
         self._nlp_ref = _PipelineRef()
+        # set by distill.attach for distillation training; never saved
+        self.teacher: Optional[Teacher] = None
 
     @property
     def joint_pos(self) -> bool:
@@ -236,6 +239,13 @@ class LSTMTagger(Tagger):
         if os.getpid() != self._pid:
             self._pid = os.getpid()
             torch.set_num_threads(1)
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
+               losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """spaCy's Tagger update, or with a teacher attached a distillation step."""
+        if self.teacher is not None:
+            return distill_update(self, examples, drop=drop, sgd=sgd, losses=losses)
+        return super().update(examples, drop=drop, sgd=sgd, losses=losses)
 
     def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List[Floats2d]]:
         """spaCy's tagger loss (plus the POS loss with ``joint_pos``), after
