@@ -25,8 +25,7 @@ from spacy.util import registry
 from thinc.api import Optimizer, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d
 
-from .crf import crf_marginals
-from .model import get_torch_module
+from .model import crf_marginals, get_torch_module, join_heads, split_heads
 
 
 @dataclass
@@ -41,10 +40,9 @@ class Teacher:
         student's labels (a label the teacher lacks gets 0; the teacher's
         other labels are dropped and each row renormalized)."""
         teacher_labels = tuple(self.pipe.labels)
-        scores = self.pipe.model.predict(docs)
-        tag_scores = [s[:, : len(teacher_labels)] for s in scores]
-        if getattr(self.pipe, "use_crf", False):
-            tag_scores = crf_marginals(self.pipe.model.ops, get_torch_module(self.pipe.model).crf, tag_scores)
+        tag_scores = split_heads(self.pipe.model, self.pipe.model.predict(docs))["tag"]
+        if self.pipe.use_crf:
+            tag_scores = crf_marginals(self.pipe.model, tag_scores)
         index = {label: i for i, label in enumerate(teacher_labels)}
         columns = numpy.array([index.get(label, -1) for label in student_labels])
         ops = self.pipe.model.ops
@@ -85,22 +83,16 @@ def distill_update(
     docs = [eg.predicted for eg in examples]
     set_dropout_rate(student.model, drop)
     scores, backprop = student.model.begin_update(docs)
-    n_tags = len(student.labels)
     soft_loss, d_soft = get_teacher_student_loss(
-        teacher.probabilities(docs, tuple(student.labels)), [s[:, :n_tags] for s in scores]
+        teacher.probabilities(docs, tuple(student.labels)), split_heads(student.model, scores)["tag"]
     )
-    gold_loss, d_gold = (0.0, [student.model.ops.alloc2f(*s.shape) for s in scores])
-    if teacher.weight < 1.0 or scores[0].shape[1] > n_tags:
-        gold_loss, d_gold = student.get_loss(examples, scores)
-    xp = student.model.ops.xp
-    d_scores = []
-    for d_s, d_g in zip(d_soft, d_gold):
-        d = xp.array(d_g, copy=True)
-        d[:, :n_tags] = teacher.weight * xp.asarray(d_s) + (1.0 - teacher.weight) * d_g[:, :n_tags]
-        d_scores.append(d)
-    backprop(d_scores)
+    gold_loss, d_gold = student.get_loss(examples, scores)
+    gradients = split_heads(student.model, d_gold)
+    gradients["tag"] = [teacher.weight * d_s + (1.0 - teacher.weight) * d_g for d_s, d_g in zip(d_soft, gradients["tag"])]
+    backprop(join_heads(student.model, gradients))
     if sgd not in (None, False):
         student.finish_update(sgd)
+    # the gold loss includes the other heads' (unweighted) losses
     losses[student.name] += teacher.weight * soft_loss + (1.0 - teacher.weight) * gold_loss
     return losses
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .char_cache import CharEncodingCache, weights_fingerprint
-from .pytorch_model import WordCharBiLSTMTagger
+from .pytorch_model import HEADS, WordCharBiLSTMTagger
 
 
 def _quantize_dynamic(module: nn.Module, types) -> nn.Module:
@@ -86,7 +86,7 @@ def quantized_copy(module: WordCharBiLSTMTagger) -> WordCharBiLSTMTagger:
         quantized.char_encoder.cache = CharEncodingCache(cache.max_entries)
     quantized.lstm = DynamicInt8BiLSTM(module.lstm)
     quantized.char_encoder.lstm = DynamicInt8BiLSTM(module.char_encoder.lstm)
-    for name in ("output", "pos_output", "vectors_proj"):
+    for name in HEADS + ("vectors_proj",):
         layer = getattr(module, name, None)
         if isinstance(layer, nn.Linear):
             setattr(quantized, name, _quantize_dynamic(nn.Sequential(layer), {nn.Linear})[0])
@@ -100,7 +100,7 @@ class QuantizedInference:
         self._fingerprint: Optional[Tuple] = None
         self._quantized: Optional[WordCharBiLSTMTagger] = None
 
-    def get(self, module: WordCharBiLSTMTagger) -> WordCharBiLSTMTagger:
+    def __call__(self, module: WordCharBiLSTMTagger) -> WordCharBiLSTMTagger:
         fingerprint = (id(module), weights_fingerprint(module.parameters()))
         if self._quantized is None or fingerprint != self._fingerprint:
             self._quantized = quantized_copy(module)

@@ -57,7 +57,7 @@ def test_quantized_pipeline_tags_like_the_float_one(tmp_path):
     expected = nlp.get_pipe("lstm_tagger").model.predict(docs)
     got = qnlp.get_pipe("lstm_tagger").model.predict(docs)
     shim = qnlp.get_pipe("lstm_tagger").model.layers[0].shims[0]
-    assert type(shim.quantized.get(shim._model).lstm) is DynamicInt8BiLSTM
+    assert type(shim.predict_module(shim._model).lstm) is DynamicInt8BiLSTM
     for a, b in zip(expected, got):
         assert a.shape == b.shape
         numpy.testing.assert_allclose(a, b, atol=0.05)
@@ -97,9 +97,9 @@ def test_int8_copy_is_rebuilt_when_weights_change(tmp_path):
     with torch.no_grad():
         fresh = quantized_copy(get_torch_module(model))
     shim = model.layers[0].shims[0]
-    stale_output = shim.quantized._quantized.output
+    stale_output = shim.predict_module._quantized.output
     got = model.predict(docs)
-    assert shim.quantized._quantized.output is not stale_output
+    assert shim.predict_module._quantized.output is not stale_output
     expected_weight = fresh.output.weight().dequantize()
-    torch.testing.assert_close(shim.quantized._quantized.output.weight().dequantize(), expected_weight)
+    torch.testing.assert_close(shim.predict_module._quantized.output.weight().dequantize(), expected_weight)
     assert len(got) == len(docs)
