@@ -55,14 +55,16 @@ class CharEncodingCache:
     def clear(self) -> None:
         """Forget every entry (the next lookup re-encodes)."""
         self._fingerprint: Optional[Tuple] = None
-        self._keys = numpy.zeros(0, dtype=numpy.uint64)  # sorted
-        self._ids = numpy.zeros((0, 1), dtype=numpy.int64)  # the rows, padded with 0
+        self._sorted_keys = numpy.zeros(0, dtype=numpy.uint64)  # the index: keys, sorted ...
+        self._sorted_slots = numpy.zeros(0, dtype=numpy.int64)  # ... and the slot of each
+        self._used = 0  # slots 0.._used-1 hold entries (preallocated: no copy per batch)
+        self._ids = numpy.zeros((0, 1), dtype=numpy.int64)  # per slot: the row, padded with 0
         self._lengths = numpy.zeros(0, dtype=numpy.int64)
         self._hits = numpy.zeros(0, dtype=numpy.int64)
         self._encodings: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._sorted_keys)
 
     def __getstate__(self):
         # a pickled pipeline (spawned workers) starts with an empty cache
@@ -83,58 +85,73 @@ class CharEncodingCache:
         if fingerprint != self._fingerprint:
             self.clear()
             self._fingerprint = fingerprint
-        ids = char_ids.numpy()
         lengths = char_lengths.numpy().astype(numpy.int64, copy=False)
-        ids = numpy.where(numpy.arange(ids.shape[1])[None, :] < lengths[:, None], ids, 0)
+        ids = numpy.where(numpy.arange(char_ids.shape[1])[None, :] < lengths[:, None], char_ids.numpy(), 0)
         keys = row_keys(ids, lengths)
-        found, positions = self._find(keys, ids, lengths)
-        missing = numpy.flatnonzero(~found)
+        found, slots = self._find(keys, ids, lengths)
+        hit, missing = numpy.flatnonzero(found), numpy.flatnonzero(~found)
+        self._hits[slots[hit]] += 1
         if not len(missing):
-            self._hits[positions] += 1
-            return self._encodings[torch.from_numpy(positions)]
+            return self._encodings[torch.from_numpy(slots)]
         computed = encode(char_ids[torch.from_numpy(missing)], char_lengths[torch.from_numpy(missing)])
         out = computed.new_empty(len(keys), computed.shape[1])
         out[torch.from_numpy(missing)] = computed
-        hit = numpy.flatnonzero(found)
         if len(hit):
-            out[torch.from_numpy(hit)] = self._encodings[torch.from_numpy(positions[hit])]
-            self._hits[positions[hit]] += 1
+            out[torch.from_numpy(hit)] = self._encodings[torch.from_numpy(slots[hit])]
         self._admit(keys[missing], ids[missing], lengths[missing], computed.detach())
         return out
 
     def _find(self, keys: numpy.ndarray, ids: numpy.ndarray, lengths: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
-        """For each key: whether the cache holds exactly that row, and where."""
-        if not len(self._keys):
+        """For each key: whether the cache holds exactly that row, and its slot."""
+        if not len(self._sorted_keys):
             return numpy.zeros(len(keys), dtype=bool), numpy.zeros(len(keys), dtype=numpy.int64)
-        positions = numpy.minimum(numpy.searchsorted(self._keys, keys), len(self._keys) - 1)
-        found = self._keys[positions] == keys
+        positions = numpy.minimum(numpy.searchsorted(self._sorted_keys, keys), len(self._sorted_keys) - 1)
+        slots = self._sorted_slots[positions]
+        found = self._sorted_keys[positions] == keys
         # confirm the ids: a key collision must not return another word's encoding
         width = min(ids.shape[1], self._ids.shape[1])
-        same = (self._lengths[positions] == lengths) & (lengths <= width)
-        same &= (self._ids[positions, :width] == ids[:, :width]).all(axis=1)
-        return found & same, positions
+        found &= (self._lengths[slots] == lengths) & (lengths <= width)
+        found &= (self._ids[slots, :width] == ids[:, :width]).all(axis=1)
+        return found, slots
 
     def _admit(self, keys: numpy.ndarray, ids: numpy.ndarray, lengths: numpy.ndarray, encodings: torch.Tensor) -> None:
-        """Add new rows; past ``max_entries``, keep the most looked-up entries."""
+        """Store new rows in free slots; when full, in the slots of the least
+        looked-up entries."""
         keys, first = numpy.unique(keys, return_index=True)
-        if len(self._keys):
-            fresh = ~numpy.isin(keys, self._keys)
+        if len(self._sorted_keys):
+            fresh = ~numpy.isin(keys, self._sorted_keys)
             keys, first = keys[fresh], first[fresh]
+        keys, first = keys[: self.max_entries], first[: self.max_entries]
         if not len(keys):
             return
-        width = max(ids.shape[1], self._ids.shape[1])
-        all_keys = numpy.concatenate([self._keys, keys])
-        all_ids = numpy.zeros((len(all_keys), width), dtype=numpy.int64)
-        all_ids[: len(self._keys), : self._ids.shape[1]] = self._ids
-        all_ids[len(self._keys) :, : ids.shape[1]] = ids[first]
-        all_lengths = numpy.concatenate([self._lengths, lengths[first]])
-        all_hits = numpy.concatenate([self._hits, numpy.ones(len(keys), dtype=numpy.int64)])
-        new = encodings[torch.from_numpy(first)]
-        all_encodings = new if self._encodings is None else torch.cat([self._encodings, new])
-        keep = numpy.arange(len(all_keys))
-        if len(all_keys) > self.max_entries:
-            keep = numpy.argsort(-all_hits, kind="stable")[: self.max_entries]
-        order = keep[numpy.argsort(all_keys[keep])]
-        self._keys, self._ids = all_keys[order], all_ids[order]
-        self._lengths, self._hits = all_lengths[order], all_hits[order]
-        self._encodings = all_encodings[torch.from_numpy(order)]
+        if self._encodings is None:
+            self._encodings = encodings.new_empty(self.max_entries, encodings.shape[1])
+            self._ids = numpy.zeros((self.max_entries, ids.shape[1]), dtype=numpy.int64)
+            self._lengths = numpy.zeros(self.max_entries, dtype=numpy.int64)
+            self._hits = numpy.zeros(self.max_entries, dtype=numpy.int64)
+        if ids.shape[1] > self._ids.shape[1]:
+            wider = numpy.zeros((self.max_entries, ids.shape[1]), dtype=numpy.int64)
+            wider[:, : self._ids.shape[1]] = self._ids
+            self._ids = wider
+        n_free = self.max_entries - self._used
+        slots = numpy.arange(self._used, self._used + min(n_free, len(keys)))
+        if len(keys) > n_free:
+            # evict entries never looked up since they came (a new entry is no
+            # worse); entries found again are kept, and new rows that still
+            # don't fit are not stored
+            unused = numpy.flatnonzero(self._hits[: self._used] <= 1)[: len(keys) - n_free]
+            kept = ~numpy.isin(self._sorted_slots, unused)
+            self._sorted_keys, self._sorted_slots = self._sorted_keys[kept], self._sorted_slots[kept]
+            slots = numpy.concatenate([slots, unused])
+            keys, first = keys[: len(slots)], first[: len(slots)]
+            if not len(keys):
+                return
+        self._used += min(n_free, len(keys))
+        self._ids[slots] = 0
+        self._ids[slots, : ids.shape[1]] = ids[first]
+        self._lengths[slots] = lengths[first]
+        self._hits[slots] = 1
+        self._encodings[torch.from_numpy(slots)] = encodings[torch.from_numpy(first)]
+        where = numpy.searchsorted(self._sorted_keys, keys)
+        self._sorted_keys = numpy.insert(self._sorted_keys, where, keys)
+        self._sorted_slots = numpy.insert(self._sorted_slots, where, slots)

@@ -63,7 +63,7 @@ def test_cache_is_bounded_and_keeps_frequent_types():
             encoder(torch.from_numpy(batch_ids), torch.from_numpy(batch_lengths))
             assert len(encoder.cache) <= 4
         keys = char_cache.row_keys(frequent_ids, frequent_lengths)
-    assert numpy.isin(keys, encoder.cache._keys).all()
+    assert numpy.isin(keys, encoder.cache._sorted_keys).all()
 
 
 def test_cache_size_must_not_be_negative():
