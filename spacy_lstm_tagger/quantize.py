@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from .char_cache import CharEncodingCache, weights_fingerprint
+from .char_cache import weights_fingerprint
 from .pytorch_model import HEADS, WordCharBiLSTMTagger
 
 
@@ -72,20 +72,19 @@ class DynamicInt8BiLSTM(nn.Module):
 
 
 def quantized_copy(module: WordCharBiLSTMTagger) -> WordCharBiLSTMTagger:
-    """An inference-only copy of ``module`` with int8 LSTMs and linear layers
-    (the CRF's transition scores and the embeddings stay float)."""
+    """An inference-only copy of ``module`` with an int8 sentence BiLSTM and
+    linear layers (the character BiLSTM, the embeddings and the CRF's
+    transition scores stay float)."""
     if next(module.parameters()).device.type != "cpu":
         raise ValueError("quantize = true is for CPU inference; the model is on " + str(next(module.parameters()).device))
-    cache = module.char_encoder.cache
-    module.char_encoder.cache = None  # the copy gets its own, empty cache
-    try:
-        quantized = copy.deepcopy(module).eval()
-    finally:
-        module.char_encoder.cache = cache
-    if cache is not None:
-        quantized.char_encoder.cache = CharEncodingCache(cache.max_entries)
+    # a shallow copy: the float parts (embeddings, the character BiLSTM and
+    # its cache: small matrices, int8 made it slower, microbench.py kernels)
+    # are shared with the float module; only the replaced layers are new
+    quantized = copy.copy(module)
+    quantized._modules = dict(module._modules)
+    quantized._parameters = dict(module._parameters)
+    quantized._buffers = dict(module._buffers)
     quantized.lstm = DynamicInt8BiLSTM(module.lstm)
-    quantized.char_encoder.lstm = DynamicInt8BiLSTM(module.char_encoder.lstm)
     for name in HEADS + ("vectors_proj",):
         layer = getattr(module, name, None)
         if isinstance(layer, nn.Linear):

@@ -29,8 +29,9 @@ class InPlacePyTorchShim(PyTorchShim):
     def predict(self, inputs: Any) -> Any:
         if self.predict_module is None:
             return super().predict(inputs)
+        module = self.predict_module(self._model).eval()
         with torch.no_grad():
-            return self.predict_module(self._model)(*inputs.args, **inputs.kwargs)
+            return module(*inputs.args, **inputs.kwargs)
 
     def finish_update(self, optimizer: Any) -> None:
         for name, param in self._model.named_parameters():
