@@ -59,10 +59,16 @@ def get_teacher_student_loss(
     teacher_probs: List[Floats2d], student_probs: List[Floats2d]
 ) -> Tuple[float, List[Floats2d]]:
     """Cross-entropy of the student's tag distribution to the teacher's, and
-    its gradient w.r.t. the student's logits (spaCy v4's tagger does the same)."""
+    its gradient w.r.t. the student's logits (Thinc's loss with soft targets,
+    as spaCy v4's tagger uses it; Thinc reports a squared error for soft
+    targets, so the cross-entropy itself is computed here)."""
     loss_func = SequenceCategoricalCrossentropy(normalize=False)
-    d_scores, loss = loss_func(student_probs, teacher_probs)
-    return float(loss), d_scores
+    d_scores, _ = loss_func(student_probs, teacher_probs)
+    loss = sum(
+        -float((numpy.asarray(t) * numpy.log(numpy.maximum(numpy.asarray(s), 1e-12))).sum())
+        for t, s in zip(teacher_probs, student_probs)
+    )
+    return loss, d_scores
 
 
 def distill_update(

@@ -85,3 +85,16 @@ def test_distillation_errors_are_clear(teacher, tmp_path):
         examples = make_examples(nlp)
         with pytest.raises(ValueError, match=message):
             nlp.initialize(lambda: examples)
+
+
+def test_teacher_student_loss_is_the_cross_entropy_with_its_gradient():
+    import numpy
+
+    from spacy_lstm_tagger.distill import get_teacher_student_loss
+
+    teacher = [numpy.array([[0.6, 0.3, 0.1], [0.0, 0.0, 1.0]], dtype="f")]
+    student = [numpy.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype="f")]
+    loss, d_scores = get_teacher_student_loss(teacher, student)
+    expected = -(0.6 * numpy.log(0.7) + 0.3 * numpy.log(0.2) + 0.1 * numpy.log(0.1) + numpy.log(0.8))
+    assert abs(loss - expected) < 1e-5
+    numpy.testing.assert_allclose(d_scores[0], student[0] - teacher[0], atol=1e-6)
