@@ -14,8 +14,6 @@ peak RSS is measured per system.
 """
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,6 +23,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import srsly
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import machine_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN_SYSTEMS = {
@@ -42,10 +43,16 @@ FEATURE_SYSTEMS = {
 # Systems trained with static vectors: floret vectors learned from the train
 # corpus's own text (train_vectors.py), since no pretrained data is allowed.
 VECTORS_SYSTEMS = {"lstm_tagger_efficiency_vectors"}
-SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS}
+# Distilled students: trained on the soft tags of a finished teacher system (trained first).
+DISTILLED_SYSTEMS = {"lstm_tagger_distilled": ROOT / "configs" / "lstm_tagger_distilled.cfg"}
+TEACHERS = {"lstm_tagger_distilled": "lstm_tagger_accuracy"}
+SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **DISTILLED_SYSTEMS}
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {
     "lstm_tagger_efficiency_probs": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"store_probabilities": True}}}),
+    # int8 dynamic quantization (model setting quantize): its speed and accuracy cost
+    "lstm_tagger_efficiency_int8": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"model": {"quantize": True}}}}),
+    "lstm_tagger_accuracy_int8": ("lstm_tagger_accuracy", {"components": {"lstm_tagger": {"model": {"quantize": True}}}}),
 }
 BASELINE = "spacy_tagger"
 
@@ -91,7 +98,7 @@ def make_timed_logger(jsonl_path: str, progress_bar: bool = False) -> Callable:
 
 
 def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Path, threads: int,
-              max_steps: Optional[int] = None, vectors: Optional[str] = None) -> None:
+              max_steps: Optional[int] = None, vectors: Optional[str] = None, teacher: Optional[str] = None) -> None:
     """Train one system with ``spacy train`` machinery; write train_result.json."""
     import spacy  # noqa: F401  (registers spaCy's functions)
     import torch
@@ -117,6 +124,8 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
     overrides = {"paths.train": train, "paths.dev": dev}
     if vectors:
         overrides["paths.vectors"] = vectors
+    if teacher:
+        overrides["paths.teacher"] = teacher
     spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides=overrides)
     total = time.perf_counter() - start
     log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
@@ -154,6 +163,7 @@ def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, thread
     srsly.write_json(out_path, {
         "tag_acc": scores.get("tag_acc"), "pos_acc": scores.get("pos_acc"),
         "n_words": n_words, "seconds": times, "inference_peak_rss_mb": round(peak_rss_mb(), 1),
+        "machine": machine_info(),
     })
 
 
@@ -168,6 +178,8 @@ def run(args: argparse.Namespace) -> Dict:
     results_path = Path(args.output)
     systems = args.systems or list(MAIN_SYSTEMS)
     trained = list(dict.fromkeys(VARIANTS.get(s, (s,))[0] for s in systems))
+    # a teacher trains before its student
+    trained = list(dict.fromkeys([t for s in trained if s in TEACHERS for t in (TEACHERS[s],)] + trained))
     # 1. train (resumable: a finished system keeps its train_result.json)
     for system in trained:
         out_dir = work / system
@@ -175,17 +187,19 @@ def run(args: argparse.Namespace) -> Dict:
             print(f"[benchmark] {system}: reusing finished training in {out_dir}", flush=True)
             continue
         print(f"[benchmark] {system}: training ({SYSTEMS[system].name})", flush=True)
-        vectors_args = []
+        extra_args = []
         if system in VECTORS_SYSTEMS:
             vectors_dir = work / "floret_vectors"
             if not (vectors_dir / "config.cfg").exists():
                 subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_vectors.py"),
                                 args.train, str(vectors_dir)], check=True)
-            vectors_args = ["--vectors", str(vectors_dir)]
+            extra_args = ["--vectors", str(vectors_dir)]
+        if system in TEACHERS:
+            extra_args += ["--teacher", str(work / TEACHERS[system] / "model" / "model-best")]
         subprocess.run([
             sys.executable, __file__, "train-one", system, "--train", args.train, "--dev", args.dev,
             "--work-dir", str(work), "--threads", str(args.threads), "--max-steps", str(args.max_steps or 0),
-            *vectors_args,
+            *extra_args,
         ], check=True)
     # 2. score and time every system, interleaving the repeats across systems
     timings: Dict[str, List[float]] = {s: [] for s in systems}
@@ -205,8 +219,8 @@ def run(args: argparse.Namespace) -> Dict:
     result = {
         "dataset": "UD_English-EWT 2.16", "split": "dev",
         "machine": {
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            # as seen by the process that ran the last timing (CPU, ISA, torch/oneDNN/MKL, BLAS, threads)
+            **measured[systems[-1]].get("machine", {}),
             "torch_threads": args.threads, "batch_size": args.batch_size,
             "timing": f"median of {args.rounds} rounds x {args.repeats} repeats, systems interleaved",
             "train_note": "1 torch thread per training, 2-core machine",
@@ -293,6 +307,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_one.add_argument("system", choices=list(SYSTEMS))
     p_one.add_argument("--max-steps", type=int, default=0, help="override the config's max_steps (0: keep)")
     p_one.add_argument("--vectors", default=None, help="pipeline with static vectors (paths.vectors)")
+    p_one.add_argument("--teacher", default=None, help="trained teacher pipeline (paths.teacher), for distilled systems")
     p_meas = sub.add_parser("measure-one")
     p_meas.add_argument("model_dir")
     p_meas.add_argument("--out", required=True)
@@ -314,7 +329,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
-                  args.threads, args.max_steps, args.vectors)
+                  args.threads, args.max_steps, args.vectors, args.teacher)
     elif args.command == "measure-one":
         measure_one(Path(args.model_dir), args.dev, args.batch_size, args.repeats, args.threads, Path(args.out),
                     json.loads(args.overrides))

@@ -30,6 +30,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
+from .distill import Teacher, distill_update
 from .model import (
     check_loaded_weights, crf_decode, crf_loss, crf_marginals, join_heads, record_labels_with_weights,
     split_heads, use_single_thread,
@@ -195,6 +196,8 @@ class LSTMTagger(Tagger):
         self.prob_attr = prob_attr
         self.alternatives_attr = alternatives_attr
         self._pid = os.getpid()
+        # set by distill.attach for distillation training; never saved
+        self.teacher: Optional[Teacher] = None
 
     @property
     def joint_pos(self) -> bool:
@@ -363,6 +366,13 @@ class LSTMTagger(Tagger):
         if os.getpid() != self._pid:
             self._pid = os.getpid()
             use_single_thread()
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
+               losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """spaCy's Tagger update, or with a teacher attached a distillation step."""
+        if self.teacher is not None:
+            return distill_update(self, examples, drop=drop, sgd=sgd, losses=losses)
+        return super().update(examples, drop=drop, sgd=sgd, losses=losses)
 
     def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List[Floats2d]]:
         """spaCy's tagger loss (or the CRF's), plus the joint heads' losses,

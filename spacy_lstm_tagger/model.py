@@ -24,10 +24,12 @@ from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from . import crf as crf_ops
+from .char_cache import CharEncodingCache
 from . import weights
 from .config_checks import check_architecture_args
 from .featurize import featurize, n_affix_features, plan_windows, static_vectors_width
 from .pytorch_model import HEADS, WordCharBiLSTMTagger
+from .quantize import QuantizedInference
 from .shim import pytorch_wrapper
 from .weights import MODEL_FORMAT, MODEL_FORMAT_VERSION, deserialize_torch_module, serialize_torch_module  # noqa: F401
 
@@ -72,6 +74,8 @@ def build_wordchar_bilstm_tagger(
     joint_pos: bool = False,
     crf: bool = False,
     include_static_vectors: bool = False,
+    char_cache_size: int = 20000,
+    quantize: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model (version 1: no affix
@@ -98,6 +102,12 @@ def build_wordchar_bilstm_tagger(
     include_static_vectors: concatenate the pipeline's static vectors
         (``[initialize] vectors``, frozen, read from the vocab like spaCy's
         ``StaticVectors``) through a trainable projection to ``word_embed_size``.
+    char_cache_size: at inference, keep the character encodings of up to this
+        many word types (the most frequent) per process instead of re-running
+        the character BiLSTM on them; emptied when the weights change. 0: off.
+    quantize: at inference on CPU, run an int8 copy of the LSTMs and linear
+        layers (dynamic quantization, quantize.py); training and the saved
+        weights stay float.
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
@@ -117,7 +127,8 @@ def build_wordchar_bilstm_tagger(
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
         window_context=window_context, joint_pos=joint_pos, joint_morph=False, crf=crf,
         include_static_vectors=include_static_vectors, n_prefixes=0, n_suffixes=0,
-        use_shape=False, n_affix_rows=1, affix_embed_size=0, nO=nO,
+        use_shape=False, n_affix_rows=1, affix_embed_size=0,
+        char_cache_size=char_cache_size, quantize=quantize, nO=nO,
     )
 
 
@@ -146,6 +157,8 @@ def build_wordchar_bilstm_tagger_v2(
     joint_morph: bool = False,
     crf: bool = False,
     include_static_vectors: bool = False,
+    char_cache_size: int = 20000,
+    quantize: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model, version 2.
@@ -185,7 +198,7 @@ def build_wordchar_bilstm_tagger_v2(
         window_context=window_context, joint_pos=joint_pos, joint_morph=joint_morph, crf=crf,
         include_static_vectors=include_static_vectors, n_prefixes=n_prefixes,
         n_suffixes=n_suffixes, use_shape=use_shape, n_affix_rows=n_affix_rows,
-        affix_embed_size=affix_embed_size, nO=nO,
+        affix_embed_size=affix_embed_size, char_cache_size=char_cache_size, quantize=quantize, nO=nO,
     )
 
 
@@ -195,9 +208,11 @@ def _build(
     hidden_size: int, depth: int, dropout: float, word_dropout: float, max_window: int,
     window_context: int, joint_pos: bool, joint_morph: bool, crf: bool,
     include_static_vectors: bool, n_prefixes: int, n_suffixes: int, use_shape: bool,
-    n_affix_rows: int, affix_embed_size: int, nO: Optional[int],
+    n_affix_rows: int, affix_embed_size: int, char_cache_size: int, quantize: bool, nO: Optional[int],
 ) -> Model[List[Doc], List[Floats2d]]:
     # each argument's bounds: config_checks.check_architecture_args, called by the builders
+    if char_cache_size < 0:
+        raise ValueError(f"char_cache_size must be 0 (off) or a number of word types, got {char_cache_size}")
     n_affixes = n_affix_features(n_prefixes, n_suffixes, use_shape)
     if n_affixes and (n_affix_rows < 2 or affix_embed_size < 1):
         raise ValueError(
@@ -220,6 +235,8 @@ def _build(
         n_affix_rows=n_affix_rows if n_affixes else 1, affix_embed_size=affix_embed_size if n_affixes else 0,
         n_labels=nO,
     )
+    if char_cache_size:
+        module.char_encoder.cache = CharEncodingCache(char_cache_size)
     wrapper = pytorch_wrapper(
         module,
         convert_inputs=partial(convert_inputs, features=features),
@@ -227,6 +244,8 @@ def _build(
         serialize_model=serialize_torch_module,
         deserialize_model=deserialize_torch_module,
     )
+    if quantize:
+        wrapper.shims[0].predict_module = QuantizedInference()
     model: Model[List[Doc], List[Floats2d]] = Model(
         "wordchar_bilstm_tagger",
         forward,

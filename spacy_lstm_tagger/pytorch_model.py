@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .char_cache import CharEncodingCache
 from .constants import INFERENCE_CHUNK_TOKENS, PAD_CHAR_ID, UNKNOWN_WORD_ID
 
 HEADS = ("output", "pos_output", "morph_output")
@@ -30,28 +31,36 @@ class CharBiLSTMEncoder(nn.Module):
         )
         self.output_size = 2 * hidden_size
         self.chunk_tokens = INFERENCE_CHUNK_TOKENS
+        # inference-only cache of encodings by character ids (char_cache.py)
+        self.cache: Optional[CharEncodingCache] = None
 
     def forward(self, char_ids: torch.Tensor, char_lengths: torch.Tensor) -> torch.Tensor:
         # char_ids: (n_types, max_chars); char_lengths: (n_types,) on CPU, all >= 1
         if not self.training:
-            # final states: forward at each word's last character, backward at its first
-            embedded = self.embed(char_ids)
-            hidden = self.lstm.hidden_size
-
-            def encode(ids: torch.Tensor, length: int) -> torch.Tensor:
-                chunk_lengths = char_lengths[ids.cpu()]
-                out = bilstm_padded(self.lstm, embedded[ids, :length], chunk_lengths)
-                last = (chunk_lengths - 1).to(out.device)
-                return torch.cat([out[torch.arange(len(ids), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1)
-
-            encoded = embedded.new_empty(len(char_ids), 2 * hidden)
-            return fill_by_length(encoded, char_lengths, encode, self.chunk_tokens)
+            if self.cache is not None and char_ids.device.type == "cpu":
+                return self.cache(self._encode_by_length, self.parameters(), char_ids, char_lengths)
+            return self._encode_by_length(char_ids, char_lengths)
         packed = pack_padded_sequence(
             self.embed(char_ids), char_lengths, batch_first=True, enforce_sorted=False
         )
         _, (h_n, _) = self.lstm(packed)
         # h_n: (2, n_types, hidden) -> (n_types, 2 * hidden)
         return torch.cat([h_n[0], h_n[1]], dim=-1)
+
+    def _encode_by_length(self, char_ids: torch.Tensor, char_lengths: torch.Tensor) -> torch.Tensor:
+        """Inference: final states (forward at each word's last character,
+        backward at its first) from length-sorted padded chunks."""
+        embedded = self.embed(char_ids)
+        hidden = self.lstm.hidden_size
+
+        def encode(ids: torch.Tensor, length: int) -> torch.Tensor:
+            chunk_lengths = char_lengths[ids.cpu()]
+            out = bilstm_padded(self.lstm, embedded[ids, :length], chunk_lengths)
+            last = (chunk_lengths - 1).to(out.device)
+            return torch.cat([out[torch.arange(len(ids), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1)
+
+        encoded = embedded.new_empty(len(char_ids), 2 * hidden)
+        return fill_by_length(encoded, char_lengths, encode, self.chunk_tokens)
 
 
 class WordCharBiLSTMTagger(nn.Module):
@@ -307,6 +316,8 @@ def bilstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torc
     reversed within its length, so padding never enters it; positions past
     a sequence's length are zero. This takes PyTorch's fused CPU kernels,
     which packed sequences don't."""
+    if not isinstance(lstm, nn.LSTM):  # e.g. quantize.DynamicInt8BiLSTM
+        return lstm.padded(x, lengths)
     n_seqs, length, _ = x.shape
     steps = torch.arange(length).unsqueeze(0)
     ends = lengths.unsqueeze(1)

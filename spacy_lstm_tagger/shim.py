@@ -22,6 +22,17 @@ class InPlacePyTorchShim(PyTorchShim):
       raw instead of the averaged weights.
     """
 
+    predict_module: Optional[Callable[[torch.nn.Module], torch.nn.Module]] = None
+    """When set (e.g. ``quantize.QuantizedInference``), ``predict`` runs the
+    module it returns for the shim's module (training still runs the shim's)."""
+
+    def predict(self, inputs: Any) -> Any:
+        if self.predict_module is None:
+            return super().predict(inputs)
+        module = self.predict_module(self._model).eval()
+        with torch.no_grad():
+            return module(*inputs.args, **inputs.kwargs)
+
     def finish_update(self, optimizer: Any) -> None:
         for name, param in self._model.named_parameters():
             if param.grad is None:

@@ -1,0 +1,112 @@
+"""What machine a benchmark ran on, in enough detail to compare runs.
+
+The torch path's speed relative to spaCy's tagger moves ~3x between VMs
+with the same platform string (issue 17): the LSTM kernels (oneDNN) and
+MKL's GEMMs pick their code by instruction set, spaCy's tagger runs on
+blis/numpy. So the record names the CPU model, its vector ISA flags, the
+ISA torch dispatches to, whether oneDNN/MKL are in use, and the thread
+settings of every library in the timing.
+"""
+import os
+import platform
+from typing import Any, Dict
+
+# vector/matrix extensions that change which kernels oneDNN, MKL and blis run
+ISA_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve",
+)
+# environment variables that cap an ISA or a thread pool
+ENV_VARS = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS",
+    "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
+)
+
+
+def cpu_model_and_flags(cpuinfo: str = "/proc/cpuinfo") -> Dict[str, Any]:
+    """CPU model name and the ISA flags of ``ISA_FLAGS`` it has (Linux; elsewhere
+    the platform's processor string and no flags)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open(cpuinfo, encoding="utf8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model", "cpu model") and value.strip():
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+                if model and flags and key == "":
+                    break
+    except OSError:
+        pass
+    return {"cpu_model": model, "isa_flags": [flag for flag in ISA_FLAGS if flag in flags]}
+
+
+def cpu_quota() -> Any:
+    """The cgroup v2 CPU quota ("max" = none), or None where there is none to read."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="utf8") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def torch_info() -> Dict[str, Any]:
+    """Torch's CPU dispatch (the ISA its kernels were picked for), oneDNN/MKL,
+    and its thread pools, as seen by the process that runs the timing."""
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "onednn_available": torch.backends.mkldnn.is_available(),
+        "onednn_enabled": bool(torch.backends.mkldnn.enabled),
+        "mkl_available": torch.backends.mkl.is_available(),
+        "openmp": torch.backends.openmp.is_available(),
+    }
+
+
+def blas_info() -> Dict[str, Any]:
+    """What spaCy's tagger computes with: Thinc's ops, blis, numpy's BLAS."""
+    import importlib.metadata as metadata
+
+    import numpy
+    from thinc.api import get_current_ops
+
+    info: Dict[str, Any] = {"thinc_ops": type(get_current_ops()).__name__, "numpy": numpy.__version__}
+    try:
+        info["blis"] = metadata.version("blis")
+    except metadata.PackageNotFoundError:
+        info["blis"] = None
+    try:
+        blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older numpy: no dict mode
+        info["numpy_blas"] = None
+    return info
+
+
+def machine_info() -> Dict[str, Any]:
+    """Everything above, plus the platform, Python and the relevant environment."""
+    info: Dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_quota": cpu_quota(),
+        "python": platform.python_version(),
+    }
+    info.update(cpu_model_and_flags())
+    info.update(torch_info())
+    info.update(blas_info())
+    info["env"] = {name: os.environ[name] for name in ENV_VARS if name in os.environ}
+    return info
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(machine_info(), indent=2))

@@ -1,0 +1,105 @@
+"""Opt-in int8 dynamic quantization (model setting ``quantize``): close to the
+float model, saved as float weights with the switch in the config, rebuilt
+when the weights change."""
+import numpy
+import pytest
+import spacy
+import torch
+from torch import nn
+
+from spacy_lstm_tagger.model import get_torch_module
+from spacy_lstm_tagger.pytorch_model import bilstm_padded
+from spacy_lstm_tagger.quantize import DynamicInt8BiLSTM, quantized_copy
+
+from conftest import make_examples, train_tiny
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_int8_bilstm_is_close_to_the_float_one(depth):
+    torch.manual_seed(0)
+    lstm = nn.LSTM(12, 10, num_layers=depth, batch_first=True, bidirectional=True).eval()
+    x = torch.randn(5, 9, 12)
+    lengths = torch.tensor([9, 3, 7, 1, 9])
+    with torch.inference_mode():
+        expected = bilstm_padded(lstm, x, lengths)
+        quantized = bilstm_padded(DynamicInt8BiLSTM(lstm), x, lengths)
+    assert quantized.shape == expected.shape
+    assert not torch.equal(quantized, expected)  # really int8, not the float kernel
+    torch.testing.assert_close(quantized, expected, atol=0.05, rtol=0.0)
+    padding = torch.arange(9).unsqueeze(0) >= lengths.unsqueeze(1)
+    assert (quantized[padding] == 0).all()
+
+
+def test_int8_bilstm_reverse_direction_ignores_padding():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(4, 3, batch_first=True, bidirectional=True).eval()
+    quantized = DynamicInt8BiLSTM(lstm)
+    x = torch.randn(1, 6, 4)
+    with torch.inference_mode():
+        short = quantized.padded(x[:, :4], torch.tensor([4]))
+        # zero padding leaves the dynamic quantization range (min/max of the input) unchanged
+        padded = quantized.padded(torch.cat([x[:, :4], torch.zeros(1, 2, 4)], dim=1), torch.tensor([4]))
+        reads_padding = torch.cat([quantized.directions[0](x[:, :4])[0], quantized.directions[1](
+            torch.cat([torch.zeros(1, 2, 4), x[:, :4].flip(1)], dim=1))[0][:, 2:].flip(1)], dim=-1)
+    torch.testing.assert_close(padded[:, :4], short)
+    assert not torch.allclose(reads_padding, short, atol=1e-3)  # the test can tell
+
+
+def quantized_nlp(nlp, tmp_path, quantize=True):
+    nlp.to_disk(tmp_path / "float")
+    return spacy.load(tmp_path / "float", config={"components": {"lstm_tagger": {"model": {"quantize": quantize}}}})
+
+
+def test_quantized_pipeline_tags_like_the_float_one(tmp_path):
+    nlp = train_tiny()
+    docs = [eg.predicted for eg in make_examples(nlp)]
+    qnlp = quantized_nlp(nlp, tmp_path)
+    expected = nlp.get_pipe("lstm_tagger").model.predict(docs)
+    got = qnlp.get_pipe("lstm_tagger").model.predict(docs)
+    shim = qnlp.get_pipe("lstm_tagger").model.layers[0].shims[0]
+    assert type(shim.predict_module(shim._model).lstm) is DynamicInt8BiLSTM
+    for a, b in zip(expected, got):
+        assert a.shape == b.shape
+        numpy.testing.assert_allclose(a, b, atol=0.05)
+        assert (a.argmax(axis=1) == b.argmax(axis=1)).all()
+    assert [t.tag_ for d in qnlp.pipe(eg.reference.text for eg in make_examples(nlp)) for t in d] == [
+        t.tag_ for d in nlp.pipe(eg.reference.text for eg in make_examples(nlp)) for t in d
+    ]
+
+
+def test_quantize_setting_is_saved_and_weights_stay_float(tmp_path):
+    nlp = train_tiny()
+    docs = [eg.predicted for eg in make_examples(nlp)]
+    qnlp = quantized_nlp(nlp, tmp_path)
+    before = qnlp.get_pipe("lstm_tagger").model.predict(docs)
+    qnlp.to_disk(tmp_path / "quantized")
+    loaded = spacy.load(tmp_path / "quantized")
+    assert loaded.config["components"]["lstm_tagger"]["model"]["quantize"] is True
+    for a, b in zip(before, loaded.get_pipe("lstm_tagger").model.predict(docs)):
+        numpy.testing.assert_array_equal(a, b)
+    # the saved weights are the float ones: switching quantization off gives the float model back
+    state = get_torch_module(loaded.get_pipe("lstm_tagger").model).state_dict()
+    assert all(t.dtype == torch.float32 for t in state.values())
+    unquantized = spacy.load(tmp_path / "quantized", config={"components": {"lstm_tagger": {"model": {"quantize": False}}}})
+    for a, b in zip(nlp.get_pipe("lstm_tagger").model.predict(docs), unquantized.get_pipe("lstm_tagger").model.predict(docs)):
+        numpy.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_int8_copy_is_rebuilt_when_weights_change(tmp_path):
+    nlp = train_tiny(n_iter=5)
+    qnlp = quantized_nlp(nlp, tmp_path)
+    examples = make_examples(qnlp)
+    docs = [eg.predicted for eg in examples]
+    model = qnlp.get_pipe("lstm_tagger").model
+    model.predict(docs)
+    optimizer = qnlp.resume_training()
+    qnlp.update(examples, sgd=optimizer)
+    with torch.no_grad():
+        fresh = quantized_copy(get_torch_module(model))
+    shim = model.layers[0].shims[0]
+    stale_output = shim.predict_module._quantized.output
+    got = model.predict(docs)
+    assert shim.predict_module._quantized.output is not stale_output
+    expected_weight = fresh.output.weight().dequantize()
+    torch.testing.assert_close(shim.predict_module._quantized.output.weight().dequantize(), expected_weight)
+    assert len(got) == len(docs)
