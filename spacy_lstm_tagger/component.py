@@ -10,6 +10,7 @@ weights, and three opt-in features: tag probabilities
 settings ``crf`` and ``joint_pos``).
 """
 import os
+import warnings
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -236,6 +237,25 @@ class LSTMTagger(Tagger):
         if os.getpid() != self._pid:
             self._pid = os.getpid()
             torch.set_num_threads(1)
+
+    _warned_dropout = False
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
+               losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """spaCy's Tagger update. Thinc's dropout rate (``[training] dropout``,
+        ``nlp.update(drop=...)``) does not reach the torch module, so a non-zero
+        ``drop`` gets one warning per component. (Not at ``initialize``: every
+        pipeline's config has spaCy's default ``[training] dropout = 0.1``, used
+        only if ``spacy train`` runs it.)"""
+        if drop and not self._warned_dropout:
+            self._warned_dropout = True
+            warnings.warn(
+                f"[{self.name}] dropout {drop} ([training] dropout or nlp.update(drop=...)) does not "
+                "reach the torch model and is ignored: lstm_tagger's dropout is its model's `dropout` "
+                "and `word_dropout` settings. Set [training] dropout = 0 to silence this.",
+                stacklevel=2,
+            )
+        return super().update(examples, drop=drop, sgd=sgd, losses=losses)
 
     def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List[Floats2d]]:
         """spaCy's tagger loss (plus the POS loss with ``joint_pos``), after
