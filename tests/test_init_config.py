@@ -3,7 +3,6 @@ their packaging, and the warning for a dropout that cannot reach the model."""
 import os
 import subprocess
 import sys
-import tomllib
 import warnings
 from pathlib import Path
 
@@ -13,6 +12,11 @@ from spacy.util import load_config
 
 from conftest import TINY_MODEL, make_examples
 from spacy_lstm_tagger import presets
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11: pytest's own dependency
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -146,3 +150,16 @@ def test_ignored_dropout_warns_once():
     messages = [str(w.message) for w in caught if "dropout" in str(w.message)]
     assert len(messages) == 1, messages
     assert "does not reach the torch model" in messages[0] and "[training] dropout = 0" in messages[0]
+
+
+@pytest.mark.parametrize("name", presets.preset_names())
+def test_every_preset_builds(name, tmp_path, monkeypatch):
+    """What a pip user gets from each preset is a config spaCy can build, in
+    another language too."""
+    built = []
+    real_validate = presets.validate_config
+    monkeypatch.setattr(presets, "validate_config", lambda config: built.append(real_validate(config)))
+    text = presets.init_config(name, tmp_path / "out.cfg", lang="nl")  # builds the pipeline to validate it
+    assert built, "init_config did not validate the config"
+    assert (tmp_path / "out.cfg").read_text(encoding="utf8") == text
+    assert load_config(tmp_path / "out.cfg")["nlp"]["lang"] == "nl"

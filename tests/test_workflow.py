@@ -377,8 +377,10 @@ def test_documented_project_run_commands_work(tmp_path: Path, monkeypatch):
 
 
 def test_plugin_version_var_matches_the_package():
-    import tomllib
-
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11: pytest's own dependency
+        import tomli as tomllib
     import spacy_lstm_tagger
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))["project"]["version"]
