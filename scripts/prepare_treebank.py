@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 XPOS_MISSING_HINT = (
-    "lstm_tagger's tag head learns Token.tag_ from that column, so this treebank cannot train it. "
-    "Use a UD treebank whose XPOS column is filled (most have it; see the treebank's README), "
-    "or wait for the UPOS-only mode requested in issue 12."
+    "lstm_tagger's tag head learns Token.tag_ from that column, so this treebank cannot train it "
+    "(a UPOS-only mode with the tag head off does not exist yet): use a UD treebank whose XPOS "
+    "column is filled (--vars.treebank, --vars.treebank_dir)."
 )
 
 
