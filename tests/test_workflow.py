@@ -61,7 +61,7 @@ def copy_project(dest: Path, max_steps: int = 50) -> Path:
     return dest
 
 
-def spacy_project(project: Path, args: List[str], treebank: Path, timeout: int = 300):
+def spacy_project(project: Path, args: List[str], treebank: Path, timeout: int = 900):
     env = dict(os.environ, SPACY_LSTM_TAGGER_EWT_DIR=str(treebank), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("WEASEL_CONFIG_OVERRIDES", None)
     return subprocess.run(
