@@ -8,9 +8,11 @@ training block.
 There is one copy of each file: the repository's ``configs/`` directory.
 pyproject.toml maps it to the package directory ``spacy_lstm_tagger/configs``,
 so a wheel carries the files there; a source checkout (editable install or
-``PYTHONPATH``) reads them from ``configs/`` itself. Every
-``configs/lstm_tagger_<name>.cfg`` is the preset ``<name>``: adding a file adds
-a preset, nothing is listed by hand.
+``PYTHONPATH``) reads them from ``configs/`` itself. Every ``configs/lstm_*.cfg``
+is a preset, named without the prefix (``lstm_tagger_efficiency.cfg`` is
+``efficiency``, ``lstm_joint_tagger.cfg`` is ``joint_tagger``): adding a file
+adds a preset, nothing is listed by hand. (``spacy_tagger.cfg``, the baseline,
+is not shipped.)
 """
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 if TYPE_CHECKING:
     from thinc.api import Config
 
-PRESET_PREFIX = "lstm_tagger_"
+PRESET_GLOB = "lstm_*.cfg"
+_NAME_PREFIXES = ("lstm_tagger_", "lstm_")
 DEFAULT_PRESET = "efficiency"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -27,18 +30,23 @@ def configs_dir() -> Path:
     """Where the shipped configs are: package data when installed from a wheel,
     the repository's ``configs/`` in a source checkout."""
     for candidate in (_PACKAGE_DIR / "configs", _PACKAGE_DIR.parent / "configs"):
-        if any(candidate.glob(f"{PRESET_PREFIX}*.cfg")):
+        if any(candidate.glob(PRESET_GLOB)):
             return candidate
     raise FileNotFoundError(
-        f"No {PRESET_PREFIX}*.cfg configs found in {_PACKAGE_DIR / 'configs'} or "
+        f"No {PRESET_GLOB} configs found in {_PACKAGE_DIR / 'configs'} or "
         f"{_PACKAGE_DIR.parent / 'configs'}: the spacy-lstm-tagger installation is incomplete"
     )
 
 
+def preset_name(path: Path) -> str:
+    """``lstm_tagger_efficiency.cfg`` -> ``efficiency``, ``lstm_joint_tagger.cfg`` -> ``joint_tagger``."""
+    prefix = next(p for p in _NAME_PREFIXES if path.stem.startswith(p))
+    return path.stem[len(prefix):]
+
+
 def preset_paths() -> Dict[str, Path]:
     """Preset name -> config file, sorted by name."""
-    paths = sorted(configs_dir().glob(f"{PRESET_PREFIX}*.cfg"))
-    return {path.stem[len(PRESET_PREFIX):]: path for path in paths}
+    return dict(sorted((preset_name(path), path) for path in configs_dir().glob(PRESET_GLOB)))
 
 
 def preset_names() -> List[str]:

@@ -26,7 +26,7 @@ def init_config(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m spacy_lstm_tagger init-config ARGS`` in a fresh process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "spacy_lstm_tagger", "init-config", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def init_config_in_process(*args: str):
@@ -46,16 +46,17 @@ def test_presets_are_the_lstm_tagger_configs():
         if any(c.get("factory", "").startswith("lstm_") for c in load_config(path, interpolate=False)["components"].values())
     )
     assert lstm_configs, "no lstm_tagger configs found"
-    assert all(stem.startswith(presets.PRESET_PREFIX) for stem in lstm_configs), (
-        f"configs training lstm_tagger must be named {presets.PRESET_PREFIX}*.cfg to ship as presets: {lstm_configs}"
-    )
+    shipped = sorted(path.stem for path in CONFIGS.glob(presets.PRESET_GLOB))
+    assert shipped == lstm_configs, f"configs training an lstm_* component must be named {presets.PRESET_GLOB}"
     names = presets.preset_names()
-    assert names == [stem[len(presets.PRESET_PREFIX):] for stem in lstm_configs]
+    assert len(names) == len(lstm_configs)
+    assert names == sorted(stem.replace("lstm_tagger_", "", 1) if stem.startswith("lstm_tagger_")
+                           else stem.replace("lstm_", "", 1) for stem in lstm_configs)
     assert {"efficiency", "accuracy", presets.DEFAULT_PRESET} <= set(names)
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))
     setuptools_cfg = pyproject["tool"]["setuptools"]
     assert setuptools_cfg["package-dir"]["spacy_lstm_tagger.configs"] == "configs"
-    assert setuptools_cfg["package-data"]["spacy_lstm_tagger.configs"] == [f"{presets.PRESET_PREFIX}*.cfg"]
+    assert setuptools_cfg["package-data"]["spacy_lstm_tagger.configs"] == [presets.PRESET_GLOB]
 
 
 def test_pyproject_lists_every_package():
@@ -75,11 +76,11 @@ def test_presets_found_in_wheel_layout(tmp_path, monkeypatch):
     is a preset without any list to update."""
     package = tmp_path / "spacy_lstm_tagger"
     (package / "configs").mkdir(parents=True)
-    for name in ("lstm_tagger_efficiency.cfg", "lstm_tagger_small.cfg"):
+    for name in ("lstm_tagger_efficiency.cfg", "lstm_tagger_tiny.cfg", "lstm_joint_tagger.cfg", "spacy_tagger.cfg"):
         (package / "configs" / name).write_text((CONFIGS / "lstm_tagger_efficiency.cfg").read_text())
     monkeypatch.setattr(presets, "_PACKAGE_DIR", package)
     assert presets.configs_dir() == package / "configs"
-    assert presets.preset_names() == ["efficiency", "small"]
+    assert presets.preset_names() == ["efficiency", "joint_tagger", "tiny"]
     monkeypatch.setattr(presets, "_PACKAGE_DIR", tmp_path / "nowhere" / "spacy_lstm_tagger")
     with pytest.raises(FileNotFoundError, match="installation is incomplete"):
         presets.configs_dir()
