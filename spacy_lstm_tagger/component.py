@@ -30,7 +30,10 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
-from .model import crf_decode, crf_loss, crf_marginals, join_heads, split_heads, use_single_thread
+from .model import (
+    check_loaded_weights, crf_decode, crf_loss, crf_marginals, join_heads, record_labels_with_weights,
+    split_heads, use_single_thread,
+)
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -196,6 +199,16 @@ class LSTMTagger(Tagger):
             self.model.set_dim("nM", len(morph_labels), force=True)
         super().initialize(get_examples, nlp=nlp, labels=labels)
         self._warn_undeclared_assignments(nlp)
+        record_labels_with_weights(self.model, self._labels_by_head())
+
+    def _labels_by_head(self) -> Dict[str, Optional[Sequence[str]]]:
+        """The label list of each head (``None``: head off), saved as a
+        fingerprint with the weights and checked against them at load."""
+        return {
+            "tag": self.cfg.get("labels"),
+            "pos": self.cfg.get("pos_labels") if self.joint_pos else None,
+            "morph": self.cfg.get("morph_labels") if self.joint_morph else None,
+        }
 
     def _require_head_labels(self, labels: Sequence[str], setting: str, what: str) -> List[str]:
         if not labels:
@@ -416,19 +429,36 @@ class LSTMTagger(Tagger):
             scores.update(Scorer.score_token_attr_per_feat(examples, "morph", getter=_morph_key))
         return scores
 
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        record_labels_with_weights(self.model, self._labels_by_head())
+        return super().to_bytes(exclude=exclude)
+
+    def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
+        record_labels_with_weights(self.model, self._labels_by_head())
+        super().to_disk(path, exclude=exclude)
+
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "LSTMTagger":
+        built_attrs = dict(self.model.attrs)
         try:
             super().from_bytes(bytes_data, exclude=exclude)
+            self._check_loaded_weights(built_attrs, exclude)
         except Exception as err:
             raise _load_error(self.name, "bytes", err) from err
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "LSTMTagger":
+        built_attrs = dict(self.model.attrs)
         try:
             super().from_disk(path, exclude=exclude)
+            self._check_loaded_weights(built_attrs, exclude)
         except Exception as err:
             raise _load_error(self.name, str(path), err) from err
         return self
+
+    def _check_loaded_weights(self, built_attrs: Dict, exclude) -> None:
+        """The loaded cfg labels and model attrs must be the ones the weights were saved with."""
+        if "model" not in exclude:
+            check_loaded_weights(self.model, self._labels_by_head(), built_attrs)
 
 
 def _load_error(name: str, source: str, err: Exception) -> ValueError:

@@ -167,3 +167,119 @@ def test_crf_partial_annotation_gradient_and_label_smoothing_error():
     blank = spacy.blank("en")
     with pytest.raises(ValueError, match="label_smoothing"):
         blank.add_pipe("lstm_tagger", config={"model": {**TINY_MODEL, "crf": True}, "label_smoothing": 0.1})
+
+
+# --- decoding per length bucket (issue 16 item 6) ---------------------------------
+
+
+def padded_positions_seen(monkeypatch, crf):
+    """Record the (batch x time) size of every padded batch the CRF computes on."""
+    from spacy_lstm_tagger import crf as crf_module
+
+    seen = []
+
+    def counting(fn):
+        def wrapper(emissions, *args, **kwargs):
+            seen.append(emissions.shape[0] * emissions.shape[1])
+            return fn(emissions, *args, **kwargs)
+        return wrapper
+
+    for name in ("viterbi", "marginals", "negative_log_likelihood"):
+        monkeypatch.setattr(crf, name, counting(getattr(crf, name)))
+    if hasattr(crf_module, "forward_backward"):
+        fb = crf_module.forward_backward
+        monkeypatch.setattr(crf_module, "forward_backward", lambda c, e, m: counting(lambda e2, m2: fb(c, e2, m2))(e, m))
+    return seen
+
+
+def one_padded_batch(scores):
+    """The old path: every Doc padded to the longest one."""
+    lengths = [len(s) for s in scores]
+    emissions = torch.zeros(len(scores), max(lengths), scores[0].shape[1])
+    for row, s in enumerate(scores):
+        emissions[row, : len(s)] = torch.from_numpy(s)
+    return emissions, torch.arange(max(lengths)).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+
+
+@pytest.mark.parametrize("chunk_tokens", [None, 64])
+def test_crf_cost_is_linear_in_tokens_and_results_equal_one_padded_batch(monkeypatch, chunk_tokens):
+    """One long Doc among many short ones used to pad all of them to its
+    length for Viterbi, marginals and the loss (issue 16: 4,590 tokens among
+    100 Docs: 463k positions). The results are the same."""
+    from thinc.api import NumpyOps
+
+    from spacy_lstm_tagger.crf import crf_loss, crf_marginals, viterbi_decode
+
+    torch.manual_seed(0)
+    rng = numpy.random.default_rng(0)
+    n_tags = 6
+    crf = LinearChainCRF(n_tags)
+    with torch.no_grad():
+        crf.transitions.normal_()
+        crf.start_transitions.normal_()
+        crf.end_transitions.normal_()
+    lengths = [300] + list(rng.integers(1, 30, size=40)) + [0]
+    scores = [rng.normal(size=(n, n_tags)).astype("float32") for n in lengths]
+    n_tokens = sum(lengths)
+    kwargs = {} if chunk_tokens is None else {"chunk_tokens": chunk_tokens}
+    ops = NumpyOps()
+    allowed = [numpy.eye(n_tags, dtype=bool)[rng.integers(0, n_tags, size=n)] for n in lengths]
+    allowed[1][:] = True  # one Doc without annotation: marginalized
+
+    seen = padded_positions_seen(monkeypatch, crf)
+    guesses = viterbi_decode(crf, scores, **kwargs)
+    assert 0 < sum(seen) <= 2 * n_tokens
+    seen.clear()
+    marginals = crf_marginals(ops, crf, scores, **kwargs)
+    assert 0 < sum(seen) <= 2 * n_tokens
+    seen.clear()
+    loss, d_scores = crf_loss(ops, crf, scores, allowed, **kwargs)
+    assert 0 < sum(seen) <= 2 * n_tokens
+    transition_grad = crf.transitions.grad.clone()
+    crf.zero_grad()
+    monkeypatch.undo()
+
+    present = [i for i, n in enumerate(lengths) if n]
+    emissions, mask = one_padded_batch([scores[i] for i in present])
+    with torch.no_grad():
+        paths = crf.viterbi(emissions, mask)
+    old_marginals = crf.marginals(emissions.double(), mask)  # float64: the reference
+    emissions.requires_grad_(True)
+    allowed_t = torch.ones(emissions.shape, dtype=torch.bool)
+    for row, i in enumerate(present):
+        allowed_t[row, : lengths[i]] = torch.from_numpy(allowed[i])
+    old_loss = crf.negative_log_likelihood(emissions, allowed_t, mask)
+    old_loss.backward()
+    assert guesses[-1].shape == (0,) and marginals[-1].shape == (0, n_tags) and not d_scores[-1].size
+    for row, i in enumerate(present):
+        assert guesses[i].tolist() == paths[row, : lengths[i]].tolist()
+        numpy.testing.assert_allclose(marginals[i], old_marginals[row, : lengths[i]].numpy(), atol=1e-5)
+        numpy.testing.assert_allclose(d_scores[i], emissions.grad[row, : lengths[i]].numpy(), atol=1e-5)
+    assert loss == pytest.approx(float(old_loss.detach()), rel=1e-5)
+    torch.testing.assert_close(transition_grad, crf.transitions.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_length_buckets_pad_at_most_twice_the_tokens():
+    from spacy_lstm_tagger.crf import length_buckets
+
+    rng = numpy.random.default_rng(1)
+    for _ in range(50):
+        lengths = list(rng.integers(1, 400, size=int(rng.integers(1, 60))))
+        buckets = list(length_buckets(lengths, chunk_tokens=256))
+        assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+        padded = [len(b) * max(lengths[i] for i in b) for b in buckets]
+        assert sum(padded) <= 2 * sum(lengths)
+        assert all(p <= max(256, max(lengths)) for p in padded)
+
+
+def test_forward_backward_marginals_match_brute_force(crf_and_batch):
+    from spacy_lstm_tagger.crf import forward_backward
+
+    crf, emissions, mask, lengths = crf_and_batch
+    with torch.no_grad():
+        crf.start_transitions.normal_()
+        crf.end_transitions.normal_()
+    marginals = forward_backward(crf, emissions, mask)
+    for row, n in enumerate(lengths):
+        bf_marg = brute_force(crf, emissions[row, :n])[2]
+        assert torch.allclose(marginals[row, :n], bf_marg.detach(), atol=1e-5)

@@ -263,7 +263,7 @@ def test_config_sizes_disagreeing_with_weights(trained_nlp, tmp_path):
 
 
 def test_other_format_version_is_refused(trained_nlp):
-    from spacy_lstm_tagger import model as model_module
+    from spacy_lstm_tagger import weights as model_module
 
     data = trained_nlp.get_pipe("lstm_tagger").to_bytes()
     nlp = spacy.blank("en")
