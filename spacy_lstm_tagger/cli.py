@@ -116,7 +116,7 @@ def confusion_command(
 def init_config_command(
     ctx: typer.Context,
     output: str = typer.Argument(..., help="Config file to write, or - for stdout"),
-    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="A shipped config, named without its lstm_tagger_ / lstm_ prefix: efficiency, accuracy, small, joint_tagger, ..."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="A shipped config, named without its lstm_tagger_ / lstm_ prefix: efficiency, accuracy, small, joint, ..."),
     lang: Optional[str] = typer.Option(None, "--lang", "-l", help="Language code for [nlp] lang (default: the preset's, en)"),
 ) -> None:
     """Write a tuned training config (a preset) for `spacy train`. Extra

@@ -10,7 +10,7 @@ pyproject.toml maps it to the package directory ``spacy_lstm_tagger/configs``,
 so a wheel carries the files there; a source checkout (editable install or
 ``PYTHONPATH``) reads them from ``configs/`` itself. Every ``configs/lstm_*.cfg``
 is a preset, named without the prefix (``lstm_tagger_efficiency.cfg`` is
-``efficiency``, ``lstm_joint_tagger.cfg`` is ``joint_tagger``): adding a file
+``efficiency``, a future ``lstm_crf.cfg`` would be ``crf``): adding a file
 adds a preset, nothing is listed by hand. (``spacy_tagger.cfg``, the baseline,
 is not shipped.)
 """
@@ -39,7 +39,7 @@ def configs_dir() -> Path:
 
 
 def preset_name(path: Path) -> str:
-    """``lstm_tagger_efficiency.cfg`` -> ``efficiency``, ``lstm_joint_tagger.cfg`` -> ``joint_tagger``."""
+    """``lstm_tagger_efficiency.cfg`` -> ``efficiency``; ``lstm_crf.cfg`` would be ``crf``."""
     prefix = next(p for p in _NAME_PREFIXES if path.stem.startswith(p))
     return path.stem[len(prefix):]
 
