@@ -189,13 +189,30 @@ def train_one(out_dir: Path, eval_path: Path, threads: int, batch_size: int) -> 
     registry.loggers.register(LOGGER, func=make_timed_logger)
     start = time.perf_counter()
     spacy_train(out_dir / "config.cfg", out_dir / "model", use_gpu=-1)
-    total = time.perf_counter() - start
+    write_train_result(out_dir, round(time.perf_counter() - start, 1), threads)
+    measure_one(out_dir / "model" / "model-best", eval_path, out_dir / "eval.json", threads, 1, batch_size, True)
+
+
+def finish_one(out_dir: Path, eval_path: Path, threads: int, batch_size: int) -> None:
+    """For a training stopped before its early stopping ended it (a time
+    limit): record what its log shows, marked ``stopped_before_patience``, and
+    score its model-best (the best dev score so far) on the eval file."""
+    log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
+    write_train_result(out_dir, log[-1]["seconds"], threads, stopped_before_patience=True)
+    measure_one(out_dir / "model" / "model-best", eval_path, out_dir / "eval.json", threads, 1, batch_size, True)
+
+
+def write_train_result(out_dir: Path, total_seconds: float, threads: int, stopped_before_patience: bool = False) -> None:
+    """train_result.json from the training's timed log: best dev score, its step and wall time."""
+    from spacy.util import load_config
+
     log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
     best = max(log, key=lambda row: row["score"])  # first of equal scores, like spaCy's model-best
     training = load_config(out_dir / "config.cfg", interpolate=False)["training"]
     srsly.write_json(out_dir / "train_result.json", {
-        "train_seconds": best["seconds"], "train_total_seconds": round(total, 1),
+        "train_seconds": best["seconds"], "train_total_seconds": total_seconds,
         "best_step": best["step"], "best_epoch": best["epoch"], "last_step": log[-1]["step"],
+        "stopped_before_patience": stopped_before_patience,
         "best_dev_score": round(100 * best["score"], 2),
         "best_dev_scores": {k: round(100 * v, 2) for k, v in best["scores"].items()
                             if k in ACC_KEYS and v is not None},
@@ -204,7 +221,6 @@ def train_one(out_dir: Path, eval_path: Path, threads: int, batch_size: int) -> 
         "eval_frequency": training["eval_frequency"],
         "curve": [{"seconds": r["seconds"], "step": r["step"], "score": r["score"]} for r in log],
     })
-    measure_one(out_dir / "model" / "model-best", eval_path, out_dir / "eval.json", threads, 1, batch_size, True)
 
 
 def eval_docs(nlp, path: Path) -> List[Tuple[List[str], List[bool]]]:
@@ -377,6 +393,7 @@ def collect(args: argparse.Namespace, work: Path, systems: Dict[str, Optional[Pa
                 "train_seconds": train["train_seconds"], "train_total_seconds": train["train_total_seconds"],
                 "best_dev_score": train["best_dev_score"], "best_dev_scores": train["best_dev_scores"],
                 "best_step": train["best_step"], "last_step": train["last_step"],
+                "stopped_before_patience": train.get("stopped_before_patience", False),
                 "train_peak_rss_mb": train["train_peak_rss_mb"],
                 "inference_peak_rss_mb": timed["inference_peak_rss_mb"] if timed else None,
                 "model_mb": round(dir_size_mb(sdir / "model" / "model-best"), 2),
@@ -559,12 +576,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_train = sub.add_parser("train-one", help="(child process) train <dir>/config.cfg")
     p_train.add_argument("out_dir")
     p_train.add_argument("--eval", required=True)
+    p_finish = sub.add_parser("finish-one", help="record and score a training stopped before its patience ran out")
+    p_finish.add_argument("out_dir")
+    p_finish.add_argument("--eval", required=True)
     p_meas = sub.add_parser("measure-one", help="(child process) score and time a trained pipeline")
     p_meas.add_argument("model_dir")
     p_meas.add_argument("--eval", required=True)
     p_meas.add_argument("--out", required=True)
     p_meas.add_argument("--score", action="store_true", help="also score accuracy on --eval")
-    for p in (parser, p_train, p_meas):
+    for p in (parser, p_train, p_finish, p_meas):
         p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per child process")
         p.add_argument("--repeats", type=int, default=3, help="nlp.pipe passes per timing child")
         p.add_argument("--batch-size", type=int, default=256)
@@ -587,6 +607,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(Path(args.out_dir), Path(args.eval), args.threads, args.batch_size)
+    elif args.command == "finish-one":
+        finish_one(Path(args.out_dir), Path(args.eval), args.threads, args.batch_size)
     elif args.command == "measure-one":
         measure_one(Path(args.model_dir), Path(args.eval), Path(args.out), args.threads, args.repeats,
                     args.batch_size, args.score)
