@@ -1,8 +1,10 @@
 """Score a trained pipeline on the held-out test split, or on dev when there is
 no test split (and say so, on the console and in the metrics JSON).
 
-    python scripts/evaluate.py training/lstm_tagger_efficiency/model-best corpus \
-        metrics/lstm_tagger_efficiency.json --gpu-id -1
+    python scripts/evaluate.py training/en_ewt/lstm_tagger_efficiency/model-best corpus \
+        metrics/en_ewt/lstm_tagger_efficiency.json --treebank en_ewt --gpu-id -1
+
+The corpus is the `convert` step's ``{treebank}-ud-{test,dev}.spacy``.
 
 Uses gold tokenization (gold_preproc), like the training configs. The JSON has
 spaCy's metrics (token_acc, tag_acc, pos_acc, speed, ...) plus `split`
@@ -15,14 +17,14 @@ from pathlib import Path
 import srsly
 
 
-def pick_split(corpus_dir: Path):
-    test = corpus_dir / "en_ewt-ud-test.spacy"
-    dev = corpus_dir / "en_ewt-ud-dev.spacy"
+def pick_split(corpus_dir: Path, treebank: str = "en_ewt"):
+    test = corpus_dir / f"{treebank}-ud-test.spacy"
+    dev = corpus_dir / f"{treebank}-ud-dev.spacy"
     if test.exists():
         return "test", test, None
     note = (
         f"No test split ({test} is missing: the treebank directory has no "
-        "en_ewt-ud-test.conllu). Scoring the DEV split instead: these are dev "
+        f"{treebank}-ud-test.conllu). Scoring the DEV split instead: these are dev "
         "scores, the same data used to select model-best, not held-out test scores."
     )
     return "dev", dev, note
@@ -31,12 +33,13 @@ def pick_split(corpus_dir: Path):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="pipeline directory or package name")
-    parser.add_argument("corpus_dir", type=Path, help="directory with en_ewt-ud-{test,dev}.spacy")
+    parser.add_argument("corpus_dir", type=Path, help="directory with {treebank}-ud-{test,dev}.spacy")
     parser.add_argument("output", type=Path, help="metrics JSON to write")
     parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--treebank", default="en_ewt", help="UD file prefix of the corpus files")
     args = parser.parse_args(argv)
 
-    split, data, note = pick_split(args.corpus_dir)
+    split, data, note = pick_split(args.corpus_dir, args.treebank)
     if not data.exists():
         print(f"[evaluate] ERROR: {data} not found: run the `convert` step first", file=sys.stderr)
         return 1
@@ -52,9 +55,8 @@ def main(argv=None) -> int:
         result["note"] = note
     args.output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(args.output, result)
-    tag_acc = scores.get("tag_acc")
-    shown = "n/a" if tag_acc is None else f"{100 * tag_acc:.2f}"
-    print(f"[evaluate] {split} tag_acc = {shown}  ->  {args.output}", flush=True)
+    shown = [f"{key} = {100 * scores[key]:.2f}" for key in ("tag_acc", "pos_acc", "morph_acc") if scores.get(key) is not None]
+    print(f"[evaluate] {split} {', '.join(shown) or 'tag_acc = n/a'}  ->  {args.output}", flush=True)
     return 0
 
 

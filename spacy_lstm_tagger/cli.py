@@ -4,6 +4,7 @@
                CoNLL-U partitions (or stream JSONL / CoNLL-U to stdout), on
                one process, N processes or a Dask cluster
     confusion  per-tag scores and confusion matrix of a tagger on gold data
+    init-config  write a tuned training config (--preset efficiency, accuracy, ...)
 
 Errors (bad input, a missing model, a directory that is not a pipeline, a
 pipeline without a tagger, a missing optional dependency) are one message
@@ -18,6 +19,8 @@ from typing import List, Optional
 
 import typer
 from wasabi import msg
+
+from .presets import DEFAULT_PRESET
 
 app = typer.Typer(name="spacy-lstm-tagger", add_completion=False, no_args_is_help=True,
                   help="spacy-lstm-tagger: tag corpora at scale, evaluate taggers.")
@@ -179,6 +182,31 @@ def confusion_command(
     print_report(report)
     written = [output / "confusion.json"] + ([output / "confusion.png"] if plot else [])
     msg.good(f"Wrote {' and '.join(map(str, written))}")
+
+
+@app.command("init-config", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def init_config_command(
+    ctx: typer.Context,
+    output: str = typer.Argument(..., help="Config file to write, or - for stdout"),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="A shipped config, named without its lstm_tagger_ / lstm_ prefix: efficiency, accuracy, small, joint, ..."),
+    lang: Optional[str] = typer.Option(None, "--lang", "-l", help="Language code for [nlp] lang (default: the preset's, en)"),
+) -> None:
+    """Write a tuned training config (a preset) for `spacy train`. Extra
+    `--section.key value` arguments override settings, e.g. `--paths.train
+    corpus/train.spacy --training.max_steps 2000`."""
+    from spacy.cli._util import parse_config_overrides
+
+    from .presets import init_config, preset_names
+
+    try:
+        text = init_config(preset, output, lang=lang, overrides=parse_config_overrides(ctx.args, env_var=None))
+    except (ValueError, FileNotFoundError) as err:
+        msg.fail(str(err), exits=1)
+    if output == "-":
+        print(text, end="")
+    else:
+        msg.good(f"Wrote preset {preset!r} to {output} (presets: {', '.join(preset_names())})")
+        msg.text(f"Train it: python -m spacy train {output} --paths.train TRAIN.spacy --paths.dev DEV.spacy")
 
 
 def main() -> None:

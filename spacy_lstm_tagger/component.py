@@ -367,9 +367,23 @@ class LSTMTagger(Tagger):
             self._pid = os.getpid()
             use_single_thread()
 
+    _warned_dropout = False
+
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
                losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-        """spaCy's Tagger update, or with a teacher attached a distillation step."""
+        """spaCy's Tagger update. Thinc's dropout rate (``[training] dropout``,
+        ``nlp.update(drop=...)``) does not reach the torch module, so a non-zero
+        ``drop`` gets one warning per component. (Not at ``initialize``: every
+        pipeline's config has spaCy's default ``[training] dropout = 0.1``, used
+        only if ``spacy train`` runs it.)"""
+        if drop and not self._warned_dropout:
+            self._warned_dropout = True
+            warnings.warn(
+                f"[{self.name}] dropout {drop} ([training] dropout or nlp.update(drop=...)) does not "
+                "reach the torch model and is ignored: lstm_tagger's dropout is its model's `dropout` "
+                "and `word_dropout` settings. Set [training] dropout = 0 to silence this.",
+                stacklevel=2,
+            )
         if self.teacher is not None:
             return distill_update(self, examples, drop=drop, sgd=sgd, losses=losses)
         return super().update(examples, drop=drop, sgd=sgd, losses=losses)
