@@ -21,8 +21,9 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from .featurize import featurize, plan_windows, static_vectors_width
+from .featurize import cluster_table, featurize, plan_windows, static_vectors_width
 from .pytorch_model import WordCharBiLSTMTagger
+from .upstream import pad_into_windows, unpad_from_windows
 
 MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
 MODEL_FORMAT_VERSION = 1
@@ -41,6 +42,7 @@ class FeatureConfig:
     max_window: int
     window_context: int
     include_static_vectors: bool = False
+    n_cluster_rows: int = 0
 
 
 @registry.architectures("spacy_lstm_tagger.WordCharBiLSTM.v1")
@@ -90,6 +92,88 @@ def build_wordchar_bilstm_tagger(
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
+    return _build(
+        word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
+        word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
+        n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
+        dropout=dropout, word_dropout=word_dropout, max_window=max_window,
+        window_context=window_context, joint_pos=joint_pos, crf=crf,
+        include_static_vectors=include_static_vectors, nO=nO,
+    )
+
+
+@registry.architectures("spacy_lstm_tagger.WordCharBiLSTM.v2")
+def build_wordchar_bilstm_tagger_v2(
+    word_embed_size: int = 64,
+    n_word_rows: int = 50000,
+    n_word_hashes: int = 2,
+    word_attr: str = "NORM",
+    char_embed_size: int = 24,
+    char_hidden_size: int = 32,
+    n_chars: int = 1024,
+    max_word_chars: int = 16,
+    hidden_size: int = 128,
+    depth: int = 1,
+    dropout: float = 0.33,
+    word_dropout: float = 0.1,
+    max_window: int = 256,
+    window_context: int = 24,
+    joint_pos: bool = False,
+    crf: bool = False,
+    include_static_vectors: bool = False,
+    cluster_embed_size: int = 0,
+    n_cluster_rows: int = 4096,
+    tok2vec: Optional[Model[List[Doc], List[Floats2d]]] = None,
+    tok2vec_proj_size: int = 128,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Build the word + character BiLSTM tagger model, version 2.
+
+    As version 1 (see there for the shared arguments), plus:
+
+    cluster_embed_size, n_cluster_rows: Brown cluster features (0: off). Each
+        token's cluster path prefixes (4, 6, 10, 20 bits) are hashed into a
+        table of ``n_cluster_rows`` rows of ``cluster_embed_size``, summed and
+        concatenated to the word representation. The clusters are the vocab's
+        ``lexeme_cluster`` lookups table (``[initialize.lookups]``, e.g.
+        ``spacy_lstm_tagger.ClusterLookups.v1``), saved with the pipeline.
+    tok2vec, tok2vec_proj_size: an upstream ``Model[List[Doc], List[Floats2d]]``
+        (``spacy.Tok2VecListener.v1``, spacy-transformers'
+        ``TransformerListener.v1`` or an inline tok2vec) whose output, through a
+        trainable projection to ``tok2vec_proj_size``, is concatenated to each
+        token's input of the sentence BiLSTM. Gradients flow back into it
+        (into the shared component through a listener) unless that component
+        is frozen, as with spaCy's tagger.
+    """
+    return _build(
+        word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
+        word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
+        n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
+        dropout=dropout, word_dropout=word_dropout, max_window=max_window,
+        window_context=window_context, joint_pos=joint_pos, crf=crf,
+        include_static_vectors=include_static_vectors, cluster_embed_size=cluster_embed_size,
+        n_cluster_rows=n_cluster_rows, tok2vec=tok2vec, tok2vec_proj_size=tok2vec_proj_size, nO=nO,
+    )
+
+
+def _build(
+    *, word_embed_size: int, n_word_rows: int, n_word_hashes: int, word_attr: str,
+    char_embed_size: int, char_hidden_size: int, n_chars: int, max_word_chars: int,
+    hidden_size: int, depth: int, dropout: float, word_dropout: float, max_window: int,
+    window_context: int, joint_pos: bool, crf: bool, include_static_vectors: bool,
+    cluster_embed_size: int = 0, n_cluster_rows: int = 0,
+    tok2vec: Optional[Model[List[Doc], List[Floats2d]]] = None, tok2vec_proj_size: int = 0,
+    nO: Optional[int],
+) -> Model[List[Doc], List[Floats2d]]:
+    if cluster_embed_size < 0 or (cluster_embed_size and n_cluster_rows < 1):
+        raise ValueError(
+            f"cluster_embed_size must be >= 0 (got {cluster_embed_size}) and, with clusters, "
+            f"n_cluster_rows at least 1 (got {n_cluster_rows})"
+        )
+    if tok2vec is not None and tok2vec_proj_size < 1:
+        raise ValueError(f"tok2vec_proj_size must be a positive integer with a tok2vec, got {tok2vec_proj_size}")
+    if tok2vec is not None and not isinstance(tok2vec, Model):
+        raise ValueError(f"tok2vec must be a Thinc Model[List[Doc], List[Floats2d]], got {type(tok2vec).__name__}")
     _check_positive(
         word_embed_size=word_embed_size, n_word_hashes=n_word_hashes,
         char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
@@ -106,6 +190,7 @@ def build_wordchar_bilstm_tagger(
         word_attr=word_attr.upper(), n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         n_chars=n_chars, max_word_chars=max_word_chars, max_window=max_window,
         window_context=window_context, include_static_vectors=include_static_vectors,
+        n_cluster_rows=n_cluster_rows if cluster_embed_size else 0,
     )
     plan_windows([], max_window, window_context)  # validates the window settings
     module = WordCharBiLSTMTagger(
@@ -113,6 +198,8 @@ def build_wordchar_bilstm_tagger(
         n_chars=n_chars, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
         crf=crf, include_static_vectors=include_static_vectors, n_labels=nO,
+        n_cluster_rows=n_cluster_rows if cluster_embed_size else 0, cluster_embed_size=cluster_embed_size,
+        upstream_size=tok2vec_proj_size if tok2vec is not None else 0,
     )
     wrapper = PyTorchWrapper_v3(
         module,
@@ -130,7 +217,8 @@ def build_wordchar_bilstm_tagger(
         "wordchar_bilstm_tagger",
         forward,
         init=init,
-        layers=[wrapper],
+        layers=[wrapper] if tok2vec is None else [wrapper, tok2vec],
+        refs={} if tok2vec is None else {"tok2vec": tok2vec},
         dims={"nO": nO, "nP": None if joint_pos else 0},
         attrs={"joint_pos": joint_pos, "crf": crf},
     )
@@ -195,7 +283,18 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2
     if not any(len(doc) for doc in docs):
         n_columns = model.get_dim("nO") + (model.get_dim("nP") if model.has_dim("nP") else 0)
         return [model.ops.alloc2f(0, n_columns) for _ in docs], lambda dY: []
-    return model.layers[0](docs, is_train)
+    if not model.has_ref("tok2vec"):
+        return model.layers[0](docs, is_train)
+    # the upstream features are one more input of the torch module; their
+    # gradient comes back from convert_inputs' backprop, as in chain(tok2vec, ...)
+    tokvecs, backprop_tok2vec = model.get_ref("tok2vec")(docs, is_train)
+    scores, backprop_scores = model.layers[0]((docs, tokvecs), is_train)
+
+    def backprop(d_scores: List[Floats2d]) -> List:
+        backprop_tok2vec(backprop_scores(d_scores))
+        return []
+
+    return scores, backprop
 
 
 def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]] = None) -> None:
@@ -223,16 +322,38 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
         if not X:
             raise ValueError("Initializing with include_static_vectors needs sample Docs (X) to read the vectors' width")
         module.resize_vectors(static_vectors_width(X[0].vocab))
+    if module.cluster_embed is not None:
+        if not X:
+            raise ValueError("Initializing with cluster features needs sample Docs (X) to check the cluster table")
+        cluster_table(X[0].vocab)
+    if model.has_ref("tok2vec"):
+        module.resize_upstream(_init_tok2vec(model.get_ref("tok2vec"), X))
     for submodule in module.modules():
         if submodule is not module and hasattr(submodule, "reset_parameters"):
             submodule.reset_parameters()
     model.layers[0].set_dim("nO", n_labels)
 
 
+def _init_tok2vec(tok2vec: Model, X: Optional[List[Doc]]) -> int:
+    """Initialize the upstream model; return the width of its output."""
+    tok2vec.initialize(X=X)
+    if tok2vec.has_dim("nO") and tok2vec.get_dim("nO"):
+        return tok2vec.get_dim("nO")
+    if not X:
+        raise ValueError("Initializing with a tok2vec of unknown width needs sample Docs (X)")
+    sample = [doc for doc in X if len(doc)][:1]
+    outputs = tok2vec.predict(sample) if sample else []
+    if not outputs or outputs[0].ndim != 2:
+        raise ValueError("Could not infer the width of the tok2vec's output from the sample Docs")
+    return outputs[0].shape[1]
+
+
 def convert_inputs(
     model: Model, docs: Sequence[Doc], is_train: bool, *, features: FeatureConfig
 ) -> Tuple[ArgsKwargs, Callable[[Any], List]]:
-    """Docs -> integer tensors on the shim's device. Ids get no gradient."""
+    """Docs (or Docs and their upstream features) -> tensors on the shim's
+    device. Ids get no gradient; upstream features do, when training."""
+    docs, tokvecs = docs if isinstance(docs, tuple) else (docs, None)
     device = model.shims[0].device
     f = featurize(docs, **features.__dict__)
     as_tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
@@ -243,8 +364,21 @@ def convert_inputs(
         as_tensor(f.token_types),
         torch.from_numpy(f.lengths),
         None if f.vectors is None else as_tensor(f.vectors),
+        None if f.clusters is None else as_tensor(f.clusters),
     )
-    return ArgsKwargs(args=args, kwargs={}), lambda d_inputs: []
+    if tokvecs is None:
+        return ArgsKwargs(args=args, kwargs={}), lambda d_inputs: []
+    upstream = as_tensor(pad_into_windows(tokvecs, f.windows, f.token_types.shape[1]))
+    upstream.requires_grad_(is_train)
+    upstream_index = len(args)
+
+    def backprop(d_inputs: ArgsKwargs) -> List[Floats2d]:
+        d_upstream = d_inputs.args[upstream_index]
+        if d_upstream is None:
+            return [model.ops.alloc2f(*t.shape) for t in tokvecs]
+        return unpad_from_windows(d_upstream.detach().cpu().numpy(), f.windows, tokvecs, model.ops)
+
+    return ArgsKwargs(args=(*args, upstream), kwargs={}), backprop
 
 
 def convert_outputs(
@@ -260,6 +394,7 @@ def convert_outputs(
     loss), so it is passed straight back to the torch logits.
     """
     docs, logits = docs_and_scores
+    docs = docs[0] if isinstance(docs, tuple) else docs  # (docs, upstream features)
     ops = model.ops
     windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
     module = model.shims[0]._model
@@ -331,6 +466,8 @@ def deserialize_torch_module(
     module.resize_pos_output(state["pos_output.weight"].shape[0] if "pos_output.weight" in state else 0)
     if "vectors_proj.weight" in state:
         module.resize_vectors(state["vectors_proj.weight"].shape[1])
+    if "upstream_proj.weight" in state and module.upstream_size:
+        module.resize_upstream(state["upstream_proj.weight"].shape[1])
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if expected != found:
