@@ -45,6 +45,14 @@ PRETRAINED_SYSTEMS = {
     "lstm_tagger_vectors": ROOT / "configs" / "lstm_tagger_efficiency_md_vectors.cfg",
     "lstm_tagger_accuracy_vectors": ROOT / "configs" / "lstm_tagger_accuracy_md_vectors.cfg",
     "lstm_tagger_glove": ROOT / "configs" / "lstm_tagger_efficiency_glove.cfg",
+    "lstm_tagger_clusters": ROOT / "configs" / "lstm_tagger_efficiency_clusters.cfg",
+    "lstm_tagger_transformer": ROOT / "configs" / "lstm_tagger_efficiency_transformer.cfg",
+}
+# Other pretrained files a system's config reads: (config [paths] key, resource, file under --pretrained-dir).
+# The transformer system needs spacy-transformers installed (pip install spacy-transformers==1.4.0).
+PRETRAINED_PATHS = {
+    "lstm_tagger_clusters": ("clusters", "clusters", "en_lexeme_cluster.json.gz"),
+    "lstm_tagger_transformer": ("transformer", "minilm-pipeline", "all-MiniLM-L6-v2-spacy"),
 }
 # Systems trained with static vectors, and where the vectors come from:
 # "floret" = floret vectors learned from the train corpus's own text
@@ -105,7 +113,8 @@ def make_timed_logger(jsonl_path: str, progress_bar: bool = False) -> Callable:
 
 
 def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Path, threads: int,
-              max_steps: Optional[int] = None, vectors: Optional[str] = None) -> None:
+              max_steps: Optional[int] = None, vectors: Optional[str] = None,
+              extra_overrides: Optional[Dict[str, str]] = None) -> None:
     """Train one system with ``spacy train`` machinery; write train_result.json."""
     import spacy  # noqa: F401  (registers spaCy's functions)
     import torch
@@ -131,6 +140,7 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
     overrides = {"paths.train": train, "paths.dev": dev}
     if vectors:
         overrides["paths.vectors"] = vectors
+    overrides.update(extra_overrides or {})
     spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides=overrides)
     write_train_result(system, config_path, out_dir, round(time.perf_counter() - start, 1), threads,
                        config["training"]["max_steps"], round(peak_rss_mb(), 1))
@@ -230,6 +240,13 @@ def run(args: argparse.Namespace) -> Dict:
         if system in VECTORS_SYSTEMS:
             vectors_dir = prepare_vectors(VECTORS_SYSTEMS[system], args.train, work, Path(args.pretrained_dir))
             vectors_args = ["--vectors", str(vectors_dir)]
+        if system in PRETRAINED_PATHS:
+            key, resource, name = PRETRAINED_PATHS[system]
+            path = Path(args.pretrained_dir) / name
+            if not path.exists():
+                subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_pretrained.py"),
+                                args.pretrained_dir, resource], check=True)
+            vectors_args += ["--set", f"paths.{key}={path}"]
         subprocess.run([
             sys.executable, __file__, "train-one", system, "--train", args.train, "--dev", args.dev,
             "--work-dir", str(work), "--threads", str(args.threads), "--max-steps", str(args.max_steps or 0),
@@ -342,6 +359,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_one.add_argument("system", choices=list(SYSTEMS))
     p_one.add_argument("--max-steps", type=int, default=0, help="override the config's max_steps (0: keep)")
     p_one.add_argument("--vectors", default=None, help="pipeline with static vectors (paths.vectors)")
+    p_one.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="another config override, e.g. paths.clusters=assets/pretrained/en_lexeme_cluster.json.gz")
     p_finish = sub.add_parser("finish-one", help="record a training stopped before its budget")
     p_finish.add_argument("system", choices=list(SYSTEMS))
     p_meas = sub.add_parser("measure-one")
@@ -367,7 +386,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
-                  args.threads, args.max_steps, args.vectors)
+                  args.threads, args.max_steps, args.vectors, dict(kv.split("=", 1) for kv in args.set))
     elif args.command == "finish-one":
         finish_one(args.system, Path(args.work_dir) / args.system, args.threads)
     elif args.command == "measure-one":

