@@ -42,6 +42,14 @@ def packed_bilstm(lstm, x, lengths):
     return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
 
 
+def bilstm_by_length(lstm, x, lengths, chunk_tokens=pytorch_model.INFERENCE_CHUNK_TOKENS):
+    """The sentence BiLSTM on length-sorted padded chunks, whole-batch tensors around it."""
+    out = x.new_zeros(x.shape[0], x.shape[1], 2 * lstm.hidden_size)
+    return pytorch_model.fill_by_length(
+        out, lengths, lambda ids, n: pytorch_model.bilstm_padded(lstm, x[ids, :n], lengths[ids]), chunk_tokens
+    )
+
+
 def whole_batch_path(bilstm):
     """The tagger's scores computed on the whole padded batch at once, with
     ``bilstm`` as the sentence encoder (the training path's layout)."""
@@ -65,7 +73,7 @@ def bench_lstm(model_dir: str, dev: str, repeats: int, batch_size: int = 256) ->
         # PyTorch's usual way: packed sequences over the whole batch
         "packed": whole_batch_path(packed_bilstm),
         # length-sorted padded chunks for the LSTM, whole-batch tensors around it
-        "by_length": whole_batch_path(pytorch_model.bilstm_by_length),
+        "by_length": whole_batch_path(bilstm_by_length),
         # what inference runs: each chunk from ids to scores on its own
         "chunked": chunked,
     }
@@ -104,7 +112,7 @@ def bench_chunks(repeats: int, n_tokens: int = 25600, hidden: int = 128) -> None
             x = torch.randn(n_tokens // length, length, hidden)
             lengths = torch.full((len(x),), length)
             medians = median_times({
-                size: (lambda size=size: pytorch_model.bilstm_by_length(lstm, x, lengths, chunk_tokens=size))
+                size: (lambda size=size: bilstm_by_length(lstm, x, lengths, chunk_tokens=size))
                 for size in sizes
             }, repeats)
             print(f"{length:>6} " + " ".join(f"{medians[size]:7.3f}" for size in sizes))

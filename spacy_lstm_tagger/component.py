@@ -1,39 +1,49 @@
-"""The spaCy pipeline component ``lstm_tagger``.
+"""The spaCy pipeline components ``lstm_tagger`` and ``lstm_joint_tagger``.
 
-It is spaCy's own :class:`spacy.pipeline.Tagger` with a different default
+Both are spaCy's own :class:`spacy.pipeline.Tagger` with a different default
 model, so labels, ``spacy init labels``, ``overwrite``, ``neg_prefix``,
 ``label_smoothing``, the loss (missing tags ignored), scoring and
-serialization behave exactly as users know them. What it adds: torch
-threads in worker processes, clear errors for unknown labels and bad saved
-weights, and three opt-in features: tag probabilities
-(``store_probabilities``), CRF decoding and a joint UPOS head (model
-settings ``crf`` and ``joint_pos``).
+serialization behave exactly as users know them. What they add: empty tags
+read as missing, torch threads in worker processes, clear errors for unknown
+labels and bad saved weights, and opt-in features: tag probabilities
+(``store_probabilities``), CRF decoding and joint UPOS / FEATS heads (model
+settings ``crf``, ``joint_pos``, ``joint_morph``). ``lstm_joint_tagger`` is
+the same component with the joint heads on, declared as assigning
+``token.pos`` and ``token.morph`` too (what ``nlp.analyze_pipes`` reads).
+
+The component only sees a Thinc ``Model``; everything torch is behind the
+small API of :mod:`spacy_lstm_tagger.model`.
 """
 import os
-import weakref
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
-import torch
 from spacy.language import Language
 from spacy.pipeline import Tagger
 from spacy.scorer import Scorer
 from spacy.tokens import Doc, Token
-from spacy.training import Example
+from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
-from .crf import crf_loss, crf_marginals, viterbi_decode
-from .model import get_torch_module
+from .model import crf_decode, crf_loss, crf_marginals, join_heads, split_heads, use_single_thread
 
 DEFAULT_MODEL_CONFIG = """
 [model]
-@architectures = "spacy_lstm_tagger.WordCharBiLSTM.v1"
+@architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+DEFAULT_JOINT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
+joint_pos = true
+joint_morph = true
+"""
+DEFAULT_JOINT_MODEL = Config().from_str(DEFAULT_JOINT_MODEL_CONFIG)["model"]
 
 # Written only when the component runs with store_probabilities = true.
 for _name in ("tag_prob", "tag_alternatives"):
@@ -43,27 +53,30 @@ for _name in ("tag_prob", "tag_alternatives"):
 
 @dataclass
 class TagPredictions:
-    """What ``predict`` returns when probabilities are stored or the joint POS
-    head is on: the argmax tag ids (what spaCy's Tagger returns), plus the tag
-    probabilities and/or the POS ids."""
+    """What ``predict`` returns when probabilities are stored or a joint head
+    or the CRF is on: the tag ids (what spaCy's Tagger returns), plus the tag
+    probabilities and the POS / FEATS ids of the joint heads."""
 
     guesses: List[numpy.ndarray]
     probabilities: Optional[List[Floats2d]] = None
     pos_guesses: Optional[List[numpy.ndarray]] = None
+    morph_guesses: Optional[List[numpy.ndarray]] = None
+
+
+COMPONENT_SETTINGS = {
+    "overwrite": False,
+    "scorer": {"@scorers": "spacy.tagger_scorer.v1"},
+    "neg_prefix": "!",
+    "label_smoothing": 0.0,
+    "store_probabilities": False,
+    "n_alternatives": 3,
+}
 
 
 @Language.factory(
     "lstm_tagger",
     assigns=["token.tag"],
-    default_config={
-        "model": DEFAULT_MODEL,
-        "overwrite": False,
-        "scorer": {"@scorers": "spacy.tagger_scorer.v1"},
-        "neg_prefix": "!",
-        "label_smoothing": 0.0,
-        "store_probabilities": False,
-        "n_alternatives": 3,
-    },
+    default_config={"model": DEFAULT_MODEL, **COMPONENT_SETTINGS},
     default_score_weights={"tag_acc": 1.0},
 )
 def make_lstm_tagger(
@@ -84,27 +97,36 @@ def make_lstm_tagger(
         token's tag) and ``token._.tag_alternatives`` (the ``n_alternatives``
         most probable ``(tag, probability)`` pairs). Off by default: costs nothing then.
     """
-    tagger = LSTMTagger(
+    return LSTMTagger(
         nlp.vocab, model, name, overwrite=overwrite, scorer=scorer,
         neg_prefix=neg_prefix, label_smoothing=label_smoothing,
         store_probabilities=store_probabilities, n_alternatives=n_alternatives,
     )
-    tagger._nlp_ref = _PipelineRef(nlp)
-    return tagger
 
 
-class _PipelineRef:
-    """A weak reference to the pipeline that owns a component; it pickles
-    (for ``nlp.pipe(n_process=N)`` with spawn) as a dead reference."""
-
-    def __init__(self, nlp: Optional[Language] = None) -> None:
-        self._ref = None if nlp is None else weakref.ref(nlp)
-
-    def __call__(self) -> Optional[Language]:
-        return None if self._ref is None else self._ref()
-
-    def __reduce__(self):
-        return (_PipelineRef, ())
+@Language.factory(
+    "lstm_joint_tagger",
+    assigns=["token.tag", "token.pos", "token.morph"],
+    default_config={"model": DEFAULT_JOINT_MODEL, **COMPONENT_SETTINGS},
+    default_score_weights={"tag_acc": 0.5, "pos_acc": 0.25, "morph_acc": 0.25},
+)
+def make_lstm_joint_tagger(
+    nlp: Language,
+    name: str,
+    model: Model,
+    overwrite: bool,
+    scorer: Optional[Callable],
+    neg_prefix: str,
+    label_smoothing: float,
+    store_probabilities: bool,
+    n_alternatives: int,
+) -> "LSTMTagger":
+    """Create an ``lstm_joint_tagger``: the ``lstm_tagger`` with its joint
+    heads on, writing ``Token.tag_``, ``Token.pos_`` and ``Token.morph`` from
+    one model (what spaCy needs a tagger and a morphologizer for)."""
+    return make_lstm_tagger(
+        nlp, name, model, overwrite, scorer, neg_prefix, label_smoothing, store_probabilities, n_alternatives
+    )
 
 
 class LSTMTagger(Tagger):
@@ -128,12 +150,16 @@ class LSTMTagger(Tagger):
         self.store_probabilities = store_probabilities
         self.n_alternatives = n_alternatives
         self._pid = os.getpid()
-        self._nlp_ref = _PipelineRef()
 
     @property
     def joint_pos(self) -> bool:
-        """Whether the model has the second (UPOS) head writing ``Token.pos_``."""
+        """Whether the model has the UPOS head writing ``Token.pos_``."""
         return bool(self.model.attrs.get("joint_pos", False))
+
+    @property
+    def joint_morph(self) -> bool:
+        """Whether the model has the FEATS head writing ``Token.morph``."""
+        return bool(self.model.attrs.get("joint_morph", False))
 
     @property
     def use_crf(self) -> bool:
@@ -144,56 +170,75 @@ class LSTMTagger(Tagger):
     def pos_labels(self) -> Tuple[str, ...]:
         return tuple(self.cfg.get("pos_labels", ()))
 
+    @property
+    def morph_labels(self) -> Tuple[str, ...]:
+        """The FEATS head's classes: UD FEATS strings, ``"_"`` for no features."""
+        return tuple(self.cfg.get("morph_labels", ()))
+
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
-                   labels: Optional[Sequence[str]] = None, pos_labels: Optional[Sequence[str]] = None) -> None:
-        """spaCy's Tagger initialize; with ``joint_pos`` the POS labels are
-        read from the data's ``Token.pos_`` (or given as ``pos_labels``)."""
+                   labels: Optional[Sequence[str]] = None, pos_labels: Optional[Sequence[str]] = None,
+                   morph_labels: Optional[Sequence[str]] = None) -> None:
+        """spaCy's Tagger initialize; the joint heads' labels are read from the
+        data's ``Token.pos_`` / ``Token.morph`` (or given as ``pos_labels`` /
+        ``morph_labels``)."""
         if self.joint_pos:
             if pos_labels is None:
                 pos_labels = sorted({t.pos_ for eg in get_examples() for t in eg.reference if t.pos_})
-            if not pos_labels:
-                raise ValueError(
-                    f"[{self.name}] joint_pos is on but the training data has no POS "
-                    "annotation (Token.pos_): add it or set joint_pos = false."
-                )
-            self.cfg["pos_labels"] = list(pos_labels)
+            self.cfg["pos_labels"] = self._require_head_labels(pos_labels, "joint_pos", "POS annotation (Token.pos_)")
             self.model.set_dim("nP", len(pos_labels), force=True)
+        if self.joint_morph:
+            if morph_labels is None:
+                # "_" = annotated with no features; "" = no annotation
+                morph_labels = sorted({m for eg in get_examples() for m in eg.get_aligned("MORPH", as_string=True) if m})
+            self.cfg["morph_labels"] = self._require_head_labels(
+                morph_labels, "joint_morph", "morphological annotation (Token.morph)"
+            )
+            self.model.set_dim("nM", len(morph_labels), force=True)
         super().initialize(get_examples, nlp=nlp, labels=labels)
-        self._declare_pos_assignment(nlp)
+        self._warn_undeclared_assignments(nlp)
 
-    def _declare_pos_assignment(self, nlp: Optional[Language] = None) -> None:
-        """With ``joint_pos``, record in the pipeline that this component also
-        assigns ``token.pos`` (what ``nlp.analyze_pipes`` reads). spaCy keeps
-        that meta per factory, so it is replaced for this one component once
-        the pipeline is initialized or loaded."""
-        if nlp is None:
-            nlp = self._nlp_ref()
-        pipe_meta = getattr(nlp, "_pipe_meta", None)
-        if not self.joint_pos or not isinstance(pipe_meta, dict) or self.name not in pipe_meta:
+    def _require_head_labels(self, labels: Sequence[str], setting: str, what: str) -> List[str]:
+        if not labels:
+            raise ValueError(
+                f"[{self.name}] {setting} is on but the training data has no {what}: "
+                f"add it or set {setting} = false."
+            )
+        return list(labels)
+
+    def _warn_undeclared_assignments(self, nlp: Optional[Language]) -> None:
+        """A joint head on the ``lstm_tagger`` factory writes attributes its
+        factory does not declare; say which factory does."""
+        if nlp is None or self.name not in nlp.pipe_names:
             return
-        meta = pipe_meta[self.name]
-        if "token.pos" not in meta.assigns:
-            pipe_meta[self.name] = replace(meta, assigns=[*meta.assigns, "token.pos"])
+        declared = set(nlp.get_pipe_meta(self.name).assigns)
+        written = {"token.pos"} if self.joint_pos else set()
+        written |= {"token.morph"} if self.joint_morph else set()
+        if written - declared:
+            warnings.warn(
+                f"[{self.name}] the model's joint heads write {sorted(written)}, which the "
+                f"'{nlp.get_pipe_meta(self.name).factory}' factory does not declare "
+                "(nlp.analyze_pipes will not know). Use the 'lstm_joint_tagger' factory.",
+                stacklevel=2,
+            )
 
     def predict(self, docs: Iterable[Doc]):
         self._limit_threads_in_worker()
         docs = list(docs)
-        if not self.store_probabilities and not self.joint_pos and not self.use_crf:
+        if not self.store_probabilities and not self.joint_pos and not self.joint_morph and not self.use_crf:
             return super().predict(docs)
-        scores = self.model.predict(docs)
-        n_tags = len(self.labels)
-        tag_scores = [s[:, :n_tags] for s in scores]
+        heads = split_heads(self.model, self.model.predict(docs))
+        tag_scores = heads["tag"]
         if self.use_crf:
-            crf = get_torch_module(self.model).crf
-            guesses = viterbi_decode(crf, tag_scores)
-            probabilities = crf_marginals(self.model.ops, crf, tag_scores) if self.store_probabilities else None
+            guesses = crf_decode(self.model, tag_scores)
+            probabilities = crf_marginals(self.model, tag_scores) if self.store_probabilities else None
         else:
             guesses = self._scores2guesses(tag_scores)
             probabilities = tag_scores if self.store_probabilities else None
         return TagPredictions(
             guesses=guesses,
             probabilities=probabilities,
-            pos_guesses=self._scores2guesses([s[:, n_tags:] for s in scores]) if self.joint_pos else None,
+            pos_guesses=self._scores2guesses(heads["pos"]) if "pos" in heads else None,
+            morph_guesses=self._scores2guesses(heads["morph"]) if "morph" in heads else None,
         )
 
     def set_annotations(self, docs: Sequence[Doc], predictions) -> None:
@@ -204,6 +249,8 @@ class LSTMTagger(Tagger):
         super().set_annotations(docs, predictions.guesses)
         if predictions.pos_guesses is not None:
             self._set_pos(docs, predictions.pos_guesses)
+        if predictions.morph_guesses is not None:
+            self._set_morph(docs, predictions.morph_guesses)
         if predictions.probabilities is not None:
             self._set_probabilities(docs, predictions.probabilities)
 
@@ -214,6 +261,14 @@ class LSTMTagger(Tagger):
             for token, i in zip(doc, guesses):
                 if overwrite or not token.pos:
                     token.pos_ = pos_labels[i]
+
+    def _set_morph(self, docs: Sequence[Doc], morph_guesses: List[numpy.ndarray]) -> None:
+        overwrite = self.cfg["overwrite"]
+        morph_labels = self.morph_labels
+        for doc, guesses in zip(docs, morph_guesses):
+            for token, i in zip(doc, guesses):
+                if overwrite or not token.morph.key:
+                    token.set_morph(morph_labels[i])
 
     def _set_probabilities(self, docs: Sequence[Doc], probabilities: List[Floats2d]) -> None:
         labels = self.labels
@@ -235,42 +290,87 @@ class LSTMTagger(Tagger):
         on a thread pool inherited through fork)."""
         if os.getpid() != self._pid:
             self._pid = os.getpid()
-            torch.set_num_threads(1)
+            use_single_thread()
 
     def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List[Floats2d]]:
-        """spaCy's tagger loss (plus the POS loss with ``joint_pos``), after
-        checking that every gold label is known (spaCy would fail with a bare
-        ``KeyError``)."""
+        """spaCy's tagger loss (or the CRF's), plus the joint heads' losses,
+        after checking that every gold label is known (spaCy would fail with a
+        bare ``KeyError``). Empty tags are missing values."""
         examples = list(examples)
-        self._check_gold_labels(examples, "TAG", self.labels, "tag", self.cfg["neg_prefix"])
-        n_tags = len(self.labels)
-        tag_scores = [s[:, :n_tags] for s in scores] if self.joint_pos else scores
+        validate_examples(examples, "LSTMTagger.get_loss")
+        heads = split_heads(self.model, scores)
+        neg_prefix = self.cfg["neg_prefix"]
+        truths = self._gold(examples, "TAG", self.labels, "tag", neg_prefix)
         if self.use_crf:
-            tag_loss, d_tags = self._crf_loss(examples, tag_scores)
+            loss, d_tags = self._crf_loss(truths, heads["tag"])
         else:
-            tag_loss, d_tags = super().get_loss(examples, tag_scores)
-        if not self.joint_pos:
-            return tag_loss, d_tags
-        self._check_gold_labels(examples, "POS", self.pos_labels, "POS", None)
-        pos_loss_func = SequenceCategoricalCrossentropy(
-            names=self.pos_labels, normalize=False, label_smoothing=self.cfg["label_smoothing"]
-        )
-        truths = [[pos or None for pos in eg.get_aligned("POS", as_string=True)] for eg in examples]
-        d_pos, pos_loss = pos_loss_func([s[:, n_tags:] for s in scores], truths)
-        xp = self.model.ops.xp
-        return tag_loss + float(pos_loss), [xp.hstack([t, p]) for t, p in zip(d_tags, d_pos)]
+            loss, d_tags = self._categorical_loss(heads["tag"], truths, self.labels, neg_prefix)
+        gradients = {"tag": d_tags}
+        for head, attr, labels, what in (("pos", "POS", self.pos_labels, "POS"), ("morph", "MORPH", self.morph_labels, "FEATS")):
+            if head in heads:
+                truths = self._gold(examples, attr, labels, what)
+                head_loss, gradients[head] = self._categorical_loss(heads[head], truths, labels)
+                loss += head_loss
+        return loss, join_heads(self.model, gradients)
 
-    def _crf_loss(self, examples: List[Example], tag_scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+    def _gold(self, examples: List[Example], attr: str, labels: Sequence[str], what: str,
+              neg_prefix: Optional[str] = None) -> List[List[Optional[str]]]:
+        """Each example's aligned gold ``attr`` (``None`` = missing: unaligned or
+        empty), after checking that every label is one the component knows."""
+        known = set(labels)
+        truths = [[value or None for value in eg.get_aligned(attr, as_string=True)] for eg in examples]
+        for row in truths:
+            for label in row:
+                if label is not None and label not in known and not (neg_prefix and label.startswith(neg_prefix)):
+                    raise ValueError(
+                        f"[{self.name}] The training data has the {what} {label!r}, which is not "
+                        f"among the component's {len(known)} {what} labels. Initialize the pipeline "
+                        "on data that contains every label (or pass the full label set, e.g. "
+                        "from `spacy init labels`)."
+                    )
+        return truths
+
+    def _categorical_loss(
+        self, scores: List[Floats2d], truths: List[List[Optional[str]]], labels: Sequence[str],
+        neg_prefix: Optional[str] = None,
+    ) -> Tuple[float, List[Floats2d]]:
+        """Thinc's sequence cross-entropy, as spaCy's tagger uses it (``None``
+        = missing, ``neg_prefix + label`` = not that label).
+
+        Thinc reads every truth that starts with ``neg_prefix`` as a negative,
+        so a real tag such as ``"!"`` (Irish IDT's XPOS for "!") would crash
+        its loss with ``KeyError: ''`` (spaCy's tagger does). The loss gets
+        label indices as names instead: a known label is always itself, and
+        only an unknown ``neg_prefix + label`` is a negative."""
+        index = {label: str(i) for i, label in enumerate(labels)}
+        coded = [[None if t is None else self._code_truth(t, index, neg_prefix) for t in row] for row in truths]
+        loss_func = SequenceCategoricalCrossentropy(
+            names=[str(i) for i in range(len(labels))], normalize=False, neg_prefix="!",
+            label_smoothing=self.cfg["label_smoothing"],
+        )
+        d_scores, loss = loss_func(scores, coded)
+        if self.model.ops.xp.isnan(loss):
+            raise ValueError(f"[{self.name}] The loss is NaN: training diverged (try a lower learn_rate)")
+        return float(loss), d_scores
+
+    @staticmethod
+    def _code_truth(truth: str, index: Dict[str, str], neg_prefix: Optional[str]) -> Optional[str]:
+        if truth in index:
+            return index[truth]
+        if neg_prefix and truth.startswith(neg_prefix) and truth[len(neg_prefix):] in index:
+            return "!" + index[truth[len(neg_prefix):]]
+        return None  # a negative of a label the component doesn't have: nothing to learn
+
+    def _crf_loss(self, truths: List[List[Optional[str]]], tag_scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
         """CRF sequence loss. Missing tags allow every tag (marginalized);
         ``neg_prefix`` labels forbid one."""
         index = {label: i for i, label in enumerate(self.labels)}
         neg_prefix = self.cfg["neg_prefix"]
         allowed = []
-        for eg in examples:
-            tags = eg.get_aligned("TAG", as_string=True)
+        for tags in truths:
             mask = numpy.ones((len(tags), len(index)), dtype=bool)
             for k, tag in enumerate(tags):
-                if not tag:
+                if tag is None:
                     continue
                 if tag not in index and tag.startswith(neg_prefix):
                     if tag[len(neg_prefix):] in index:
@@ -279,30 +379,22 @@ class LSTMTagger(Tagger):
                 mask[k] = False
                 mask[k, index[tag]] = True
             allowed.append(mask)
-        loss, d_scores = crf_loss(self.model.ops, get_torch_module(self.model).crf, tag_scores, allowed)
+        loss, d_scores = crf_loss(self.model, tag_scores, allowed)
         if numpy.isnan(loss):
             raise ValueError(f"[{self.name}] The CRF loss is NaN: training diverged (try a lower learn_rate)")
         return loss, d_scores
 
-    def _check_gold_labels(self, examples: List[Example], attr: str, labels: Sequence[str],
-                           what: str, neg_prefix: Optional[str]) -> None:
-        known = set(labels)
-        for eg in examples:
-            for label in eg.get_aligned(attr, as_string=True):
-                if label and label not in known and not (neg_prefix and label.startswith(neg_prefix)):
-                    raise ValueError(
-                        f"[{self.name}] The training data has the {what} {label!r}, which is not "
-                        f"among the component's {len(known)} {what} labels. Initialize the pipeline "
-                        "on data that contains every label (or pass the full label set, e.g. "
-                        "from `spacy init labels`)."
-                    )
-
     def score(self, examples: Iterable[Example], **kwargs) -> Dict:
-        """``tag_acc`` as spaCy's tagger scores it, plus ``pos_acc`` with ``joint_pos``."""
+        """``tag_acc`` as spaCy's tagger scores it, plus ``pos_acc`` with
+        ``joint_pos`` and ``morph_acc`` / ``morph_per_feat`` with
+        ``joint_morph``, as spaCy's morphologizer scores them."""
         examples = list(examples)
         scores = super().score(examples, **kwargs)
         if self.joint_pos:
             scores.update(Scorer.score_token_attr(examples, "pos"))
+        if self.joint_morph:
+            scores.update(Scorer.score_token_attr(examples, "morph", getter=_morph_key))
+            scores.update(Scorer.score_token_attr_per_feat(examples, "morph", getter=_morph_key))
         return scores
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "LSTMTagger":
@@ -310,7 +402,6 @@ class LSTMTagger(Tagger):
             super().from_bytes(bytes_data, exclude=exclude)
         except Exception as err:
             raise _load_error(self.name, "bytes", err) from err
-        self._declare_pos_assignment()
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "LSTMTagger":
@@ -318,7 +409,6 @@ class LSTMTagger(Tagger):
             super().from_disk(path, exclude=exclude)
         except Exception as err:
             raise _load_error(self.name, str(path), err) from err
-        self._declare_pos_assignment()
         return self
 
 
@@ -328,3 +418,7 @@ def _load_error(name: str, source: str, err: Exception) -> ValueError:
         "The saved pipeline may be truncated or corrupted, its config.cfg may not "
         "match its weights, or it was saved with an incompatible spacy-lstm-tagger."
     )
+
+
+def _morph_key(token: Token, attr: str) -> int:
+    return token.morph.key

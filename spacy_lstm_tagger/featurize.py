@@ -15,11 +15,13 @@ from typing import List, Optional, Sequence, Tuple
 import numpy
 from spacy.attrs import IDS as SPACY_ATTR_IDS
 from spacy.attrs import ORTH
+from spacy.lang.lex_attrs import word_shape
+from spacy.strings import hash_string
 from spacy.tokens import Doc
 from spacy.vectors import Mode, Vectors
 from thinc.api import NumpyOps
 
-from .pytorch_model import PAD_CHAR_ID, UNKNOWN_WORD_ID
+from .constants import PAD_CHAR_ID, UNKNOWN_WORD_ID
 
 _NUMPY_OPS = NumpyOps()
 _N_DIRECT_CHARS = 256  # code points below this get their own row
@@ -47,7 +49,8 @@ class Features:
     lengths: numpy.ndarray  # (n_windows,) int64
     windows: List[Window]
     vectors: Optional[numpy.ndarray] = None  # (n_windows, max_len, width) float32
-    clusters: Optional[numpy.ndarray] = None  # (n_windows, max_len, n_prefixes) int64
+    affix_ids: Optional[numpy.ndarray] = None  # (n_types, n_affix_features) int64
+    clusters: Optional[numpy.ndarray] = None  # (n_windows, max_len, n_cluster_prefixes) int64
 
 
 def plan_windows(doc_lengths: Sequence[int], max_window: int, context: int) -> List[Window]:
@@ -112,6 +115,33 @@ def encode_chars(
     char_ids[mask] = ids
     # An empty string (possible in hand-made Docs) is read as one padding char.
     return char_ids, numpy.maximum(lengths, 1)
+
+
+def n_affix_features(n_prefixes: int, n_suffixes: int, use_shape: bool) -> int:
+    """How many affix features :func:`encode_affixes` gives each word."""
+    return n_prefixes + n_suffixes + int(use_shape)
+
+
+def encode_affixes(
+    words: Sequence[str], n_prefixes: int, n_suffixes: int, use_shape: bool, n_rows: int
+) -> numpy.ndarray:
+    """Rows of the affix table for each word: its lowercase prefixes of 1 to
+    ``n_prefixes`` characters, suffixes of 1 to ``n_suffixes`` characters and
+    (with ``use_shape``) spaCy's word shape, each feature hashed with its own
+    seed into rows 1 to ``n_rows - 1``. Shape (n_words, n_features)."""
+    n_features = n_affix_features(n_prefixes, n_suffixes, use_shape)
+    keys = numpy.zeros((len(words), n_features), dtype="uint64")
+    for i, word in enumerate(words):
+        lower = word.lower()
+        row = [hash_string(lower[:k]) for k in range(1, n_prefixes + 1)]
+        row += [hash_string(lower[-k:]) for k in range(1, n_suffixes + 1)]
+        if use_shape:
+            row.append(hash_string(word_shape(word)))
+        keys[i] = row
+    rows = numpy.empty(keys.shape, dtype="int64")
+    for f in range(n_features):
+        rows[:, f] = hash_rows(keys[:, f], n_rows, 1, seed=f + 1)[:, 0]
+    return rows
 
 
 def static_vectors_width(vocab) -> int:
@@ -185,6 +215,10 @@ def featurize(
     max_word_chars: int,
     max_window: int,
     window_context: int,
+    n_prefixes: int = 0,
+    n_suffixes: int = 0,
+    use_shape: bool = False,
+    n_affix_rows: int = 1,
 ) -> Features:
     """Build the integer inputs of the torch module for ``docs``."""
     attr_id = SPACY_ATTR_IDS[word_attr.upper()]
@@ -210,8 +244,12 @@ def featurize(
             word_ids[w, : end - begin] = rows[begin:end]
             token_types[w, : end - begin] = type_index[begin:end]
     else:
+        type_strings = []
         char_ids = numpy.zeros((0, 1), dtype="int64")
         char_lengths = numpy.zeros((0,), dtype="int64")
+    affix_ids = None
+    if n_affix_features(n_prefixes, n_suffixes, use_shape):
+        affix_ids = encode_affixes(type_strings, n_prefixes, n_suffixes, use_shape, n_affix_rows)
     clusters = None
     if n_cluster_rows:
         table = cluster_table(docs[0].vocab) if docs else None
@@ -228,4 +266,4 @@ def featurize(
         vectors = numpy.zeros((n_win, max_len, width), dtype="float32")
         for w, win in enumerate(windows):
             vectors[w, : win.end - win.start] = per_doc[win.doc_index][win.start : win.end]
-    return Features(word_ids, char_ids, char_lengths, token_types, lengths, windows, vectors, clusters)
+    return Features(word_ids, char_ids, char_lengths, token_types, lengths, windows, vectors, affix_ids, clusters)

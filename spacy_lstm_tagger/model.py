@@ -1,33 +1,43 @@
 """Thinc glue: wraps the torch module so spaCy sees a ``Model[List[Doc], List[Floats2d]]``.
 
-The registered architecture ``spacy_lstm_tagger.WordCharBiLSTM.v1`` returns a
-small Thinc model whose only layer is a ``PyTorchWrapper_v3``. The wrapper's
-``convert_inputs`` featurizes Docs into integer tensors on the shim's device
-(no gradients for ids); ``convert_outputs`` cuts the padded scores back into
-one softmax-normalized array per Doc, like spaCy's ``Softmax`` output layer, so
-spaCy's ``Tagger`` loss and prediction code work unchanged.
+The registered architectures (``spacy_lstm_tagger.WordCharBiLSTM.v1`` and
+``.v2``) return a small Thinc model whose only layer (ref ``"torch"``) wraps
+the torch module. Its ``convert_inputs`` featurizes Docs into integer tensors
+on the shim's device (no gradients for ids); ``convert_outputs`` cuts the
+padded scores back into one array per Doc, softmax-normalized per head like
+spaCy's ``Softmax`` output layer, so spaCy's ``Tagger`` loss and prediction
+code work unchanged.
+
+The component never touches torch: what it needs from the model (the columns
+of each head, CRF decoding, marginals and loss, thread setup) is the small API
+at the end of this module.
 """
-import contextlib
 from dataclasses import dataclass
 from functools import partial
 from io import BytesIO
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
+import numpy
 import srsly
 import torch
 from spacy.attrs import IDS as SPACY_ATTR_IDS
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from .featurize import cluster_table, featurize, plan_windows, static_vectors_width
-from .pytorch_model import WordCharBiLSTMTagger
+from . import crf as crf_ops
+from .featurize import cluster_table, featurize, n_affix_features, plan_windows, static_vectors_width
+from .pytorch_model import HEADS, WordCharBiLSTMTagger
+from .shim import pytorch_wrapper
 from .upstream import pad_into_windows, unpad_from_windows
 
 MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
 MODEL_FORMAT_VERSION = 1
 """Bump when the saved weights change meaning; loading another version fails clearly."""
+
+HEAD_DIMS = {"tag": "nO", "pos": "nP", "morph": "nM"}
+"""The model's heads (in the order of their columns) and the dim holding each one's size."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,10 @@ class FeatureConfig:
     max_window: int
     window_context: int
     include_static_vectors: bool = False
+    n_prefixes: int = 0
+    n_suffixes: int = 0
+    use_shape: bool = False
+    n_affix_rows: int = 1
     n_cluster_rows: int = 0
 
 
@@ -66,7 +80,8 @@ def build_wordchar_bilstm_tagger(
     include_static_vectors: bool = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
-    """Build the word + character BiLSTM tagger model.
+    """Build the word + character BiLSTM tagger model (version 1: no affix
+    features, no FEATS head; kept so saved pipelines load unchanged).
 
     word_embed_size, n_word_rows, n_word_hashes, word_attr: a hashed embedding of
         the token attribute ``word_attr``; each word sums ``n_word_hashes`` rows
@@ -97,8 +112,9 @@ def build_wordchar_bilstm_tagger(
         word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
-        window_context=window_context, joint_pos=joint_pos, crf=crf,
-        include_static_vectors=include_static_vectors, nO=nO,
+        window_context=window_context, joint_pos=joint_pos, joint_morph=False, crf=crf,
+        include_static_vectors=include_static_vectors, n_prefixes=0, n_suffixes=0,
+        use_shape=False, n_affix_rows=1, affix_embed_size=0, nO=nO,
     )
 
 
@@ -112,6 +128,11 @@ def build_wordchar_bilstm_tagger_v2(
     char_hidden_size: int = 32,
     n_chars: int = 1024,
     max_word_chars: int = 16,
+    n_prefixes: int = 3,
+    n_suffixes: int = 4,
+    use_shape: bool = True,
+    n_affix_rows: int = 20000,
+    affix_embed_size: int = 16,
     hidden_size: int = 128,
     depth: int = 1,
     dropout: float = 0.33,
@@ -119,6 +140,7 @@ def build_wordchar_bilstm_tagger_v2(
     max_window: int = 256,
     window_context: int = 24,
     joint_pos: bool = False,
+    joint_morph: bool = False,
     crf: bool = False,
     include_static_vectors: bool = False,
     cluster_embed_size: int = 0,
@@ -131,6 +153,17 @@ def build_wordchar_bilstm_tagger_v2(
 
     As version 1 (see there for the shared arguments), plus:
 
+    n_prefixes, n_suffixes, use_shape, n_affix_rows, affix_embed_size: each
+        word type's lowercase prefixes of 1 to ``n_prefixes`` characters,
+        suffixes of 1 to ``n_suffixes`` characters and (``use_shape``) word
+        shape, each hashed into a shared table of ``n_affix_rows`` rows of
+        ``affix_embed_size``, concatenated beside the character encoding.
+        These are the features spaCy's own tagger lives on; a small corpus
+        learns them faster than the character BiLSTM. 0/false turns them off.
+    joint_morph: add a head for UD FEATS (``Token.morph``): each FEATS string
+        seen in training is one class, like spaCy's ``morphologizer``. Its
+        columns come after the tag (and POS) columns; the number of classes
+        is the dim ``nM``, set by the component at initialize.
     cluster_embed_size, n_cluster_rows: Brown cluster features (0: off). Each
         token's cluster path prefixes (4, 6, 10, 20 bits) are hashed into a
         table of ``n_cluster_rows`` rows of ``cluster_embed_size``, summed and
@@ -150,8 +183,10 @@ def build_wordchar_bilstm_tagger_v2(
         word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
-        window_context=window_context, joint_pos=joint_pos, crf=crf,
-        include_static_vectors=include_static_vectors, cluster_embed_size=cluster_embed_size,
+        window_context=window_context, joint_pos=joint_pos, joint_morph=joint_morph, crf=crf,
+        include_static_vectors=include_static_vectors, n_prefixes=n_prefixes,
+        n_suffixes=n_suffixes, use_shape=use_shape, n_affix_rows=n_affix_rows,
+        affix_embed_size=affix_embed_size, cluster_embed_size=cluster_embed_size,
         n_cluster_rows=n_cluster_rows, tok2vec=tok2vec, tok2vec_proj_size=tok2vec_proj_size, nO=nO,
     )
 
@@ -160,8 +195,9 @@ def _build(
     *, word_embed_size: int, n_word_rows: int, n_word_hashes: int, word_attr: str,
     char_embed_size: int, char_hidden_size: int, n_chars: int, max_word_chars: int,
     hidden_size: int, depth: int, dropout: float, word_dropout: float, max_window: int,
-    window_context: int, joint_pos: bool, crf: bool, include_static_vectors: bool,
-    cluster_embed_size: int = 0, n_cluster_rows: int = 0,
+    window_context: int, joint_pos: bool, joint_morph: bool, crf: bool,
+    include_static_vectors: bool, n_prefixes: int, n_suffixes: int, use_shape: bool,
+    n_affix_rows: int, affix_embed_size: int, cluster_embed_size: int = 0, n_cluster_rows: int = 0,
     tok2vec: Optional[Model[List[Doc], List[Floats2d]]] = None, tok2vec_proj_size: int = 0,
     nO: Optional[int],
 ) -> Model[List[Doc], List[Floats2d]]:
@@ -186,10 +222,20 @@ def _build(
         raise ValueError(f"n_chars must be at least 258 (256 direct code points + pad + hashed), got {n_chars}")
     if word_attr.upper() not in SPACY_ATTR_IDS:
         raise ValueError(f"word_attr {word_attr!r} is not a spaCy token attribute (e.g. NORM, LOWER, ORTH)")
+    if n_prefixes < 0 or n_suffixes < 0:
+        raise ValueError(f"n_prefixes ({n_prefixes}) and n_suffixes ({n_suffixes}) must be >= 0")
+    n_affixes = n_affix_features(n_prefixes, n_suffixes, use_shape)
+    if n_affixes and (n_affix_rows < 2 or affix_embed_size < 1):
+        raise ValueError(
+            f"With affix features, n_affix_rows must be at least 2 (got {n_affix_rows}) and "
+            f"affix_embed_size at least 1 (got {affix_embed_size})"
+        )
     features = FeatureConfig(
         word_attr=word_attr.upper(), n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         n_chars=n_chars, max_word_chars=max_word_chars, max_window=max_window,
         window_context=window_context, include_static_vectors=include_static_vectors,
+        n_prefixes=n_prefixes, n_suffixes=n_suffixes, use_shape=use_shape,
+        n_affix_rows=n_affix_rows,
         n_cluster_rows=n_cluster_rows if cluster_embed_size else 0,
     )
     plan_windows([], max_window, window_context)  # validates the window settings
@@ -197,75 +243,28 @@ def _build(
         n_word_rows=n_word_rows, n_word_hashes=n_word_hashes, word_embed_size=word_embed_size,
         n_chars=n_chars, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
-        crf=crf, include_static_vectors=include_static_vectors, n_labels=nO,
-        n_cluster_rows=n_cluster_rows if cluster_embed_size else 0, cluster_embed_size=cluster_embed_size,
-        upstream_size=tok2vec_proj_size if tok2vec is not None else 0,
+        crf=crf, include_static_vectors=include_static_vectors, n_affix_features=n_affixes,
+        n_affix_rows=n_affix_rows if n_affixes else 1, affix_embed_size=affix_embed_size if n_affixes else 0,
+        n_labels=nO, n_cluster_rows=n_cluster_rows if cluster_embed_size else 0,
+        cluster_embed_size=cluster_embed_size, upstream_size=tok2vec_proj_size if tok2vec is not None else 0,
     )
-    wrapper = PyTorchWrapper_v3(
+    wrapper = pytorch_wrapper(
         module,
         convert_inputs=partial(convert_inputs, features=features),
         convert_outputs=partial(convert_outputs, features=features),
-    )
-    # Same wrapper, with the shim swapped for one that fixes two Thinc 8.3
-    # problems (see TaggerPyTorchShim) and reads/writes versioned weights.
-    wrapper.shims[0] = TaggerPyTorchShim(
-        module,
         serialize_model=serialize_torch_module,
         deserialize_model=deserialize_torch_module,
     )
-    return Model(
+    model: Model[List[Doc], List[Floats2d]] = Model(
         "wordchar_bilstm_tagger",
         forward,
         init=init,
         layers=[wrapper] if tok2vec is None else [wrapper, tok2vec],
-        refs={} if tok2vec is None else {"tok2vec": tok2vec},
-        dims={"nO": nO, "nP": None if joint_pos else 0},
-        attrs={"joint_pos": joint_pos, "crf": crf},
+        refs={"torch": wrapper} if tok2vec is None else {"torch": wrapper, "tok2vec": tok2vec},
+        dims={"nO": nO, "nP": None if joint_pos else 0, "nM": None if joint_morph else 0},
+        attrs={"joint_pos": joint_pos, "joint_morph": joint_morph, "crf": crf},
     )
-
-
-class TaggerPyTorchShim(PyTorchShim):
-    """``PyTorchShim`` with two fixes, both covered by tests.
-
-    * ``finish_update`` writes the optimizer's result into the existing torch
-      parameters. Thinc's version rebinds ``param.data`` to a tensor made from
-      the numpy view of the previous one, so every step keeps the previous
-      buffers alive and memory grows by the size of the model per step.
-    * ``use_params`` finds averages under the ``(shim.id, name)`` keys the
-      Thinc optimizer uses; Thinc's version looks for ``"pytorch_{id}_{name}"``
-      keys, so spaCy would silently evaluate and save ``model-best`` with the
-      raw instead of the averaged weights.
-    """
-
-    def finish_update(self, optimizer: Any) -> None:
-        for name, param in self._model.named_parameters():
-            if param.grad is None:
-                continue
-            if not self._grad_scaler.found_inf:
-                new_value, _ = optimizer(
-                    (self.id, name), torch2xp(param.data), torch2xp(param.grad)
-                )
-                with torch.no_grad():
-                    param.copy_(xp2torch(new_value, device=param.device))
-            param.grad.zero_()
-        self._grad_scaler.update()
-
-    @contextlib.contextmanager
-    def use_params(self, params: Dict) -> Iterator[None]:
-        state = {
-            name: xp2torch(params[(self.id, name)], device=self.device)
-            for name, _ in self._model.named_parameters()
-            if (self.id, name) in params
-        }
-        if not state:
-            yield
-            return
-        backup = {k: v.clone() for k, v in self._model.state_dict().items()}
-        self._model.load_state_dict(state, strict=False)
-        try:
-            yield
-        finally:
-            self._model.load_state_dict(backup)
+    return model
 
 
 def _check_positive(**values: int) -> None:
@@ -275,20 +274,47 @@ def _check_positive(**values: int) -> None:
 
 
 def get_torch_module(model: Model) -> WordCharBiLSTMTagger:
-    """The torch module inside a model built by this architecture."""
-    return cast(WordCharBiLSTMTagger, model.layers[0].shims[0]._model)
+    """The torch module inside a model built by this architecture (the one accessor)."""
+    return cast(WordCharBiLSTMTagger, model.get_ref("torch").shims[0]._model)
+
+
+def head_sizes(model: Model) -> Dict[str, int]:
+    """Columns of each head of the model's output ("tag", "pos", "morph"), in
+    order; 0 for an absent head. v1 models saved before the FEATS head have no
+    ``nM`` dim: it reads as 0."""
+    return {head: model.get_dim(dim) if model.has_dim(dim) else 0 for head, dim in HEAD_DIMS.items()}
+
+
+def split_heads(model: Model, scores: Sequence[Floats2d]) -> Dict[str, List[Floats2d]]:
+    """Cut each Doc's output rows into the columns of each present head."""
+    sizes = head_sizes(model)
+    out: Dict[str, List[Floats2d]] = {}
+    start = 0
+    for head, size in sizes.items():
+        if size:
+            out[head] = [s[:, start : start + size] for s in scores]
+            start += size
+    return out
+
+
+def join_heads(model: Model, gradients: Dict[str, List[Floats2d]]) -> List[Floats2d]:
+    """The inverse of :func:`split_heads`, for the per-head gradients of a loss."""
+    parts = [gradients[head] for head, size in head_sizes(model).items() if size]
+    if len(parts) == 1:
+        return list(parts[0])
+    return [model.ops.xp.hstack(row) for row in zip(*parts)]
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     if not any(len(doc) for doc in docs):
-        n_columns = model.get_dim("nO") + (model.get_dim("nP") if model.has_dim("nP") else 0)
+        n_columns = sum(head_sizes(model).values())
         return [model.ops.alloc2f(0, n_columns) for _ in docs], lambda dY: []
     if not model.has_ref("tok2vec"):
-        return model.layers[0](docs, is_train)
+        return model.get_ref("torch")(docs, is_train)
     # the upstream features are one more input of the torch module; their
     # gradient comes back from convert_inputs' backprop, as in chain(tok2vec, ...)
     tokvecs, backprop_tok2vec = model.get_ref("tok2vec")(docs, is_train)
-    scores, backprop_scores = model.layers[0]((docs, tokvecs), is_train)
+    scores, backprop_scores = model.get_ref("torch")((docs, tokvecs), is_train)
 
     def backprop(d_scores: List[Floats2d]) -> List:
         backprop_tok2vec(backprop_scores(d_scores))
@@ -309,15 +335,16 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
             "Cannot initialize the lstm_tagger model: the number of labels (nO) is unknown. "
             "Add labels to the component or pass gold examples to initialize."
         )
-    n_labels = model.get_dim("nO")
-    if not model.has_dim("nP"):
-        raise ValueError(
-            "Cannot initialize the lstm_tagger model with joint_pos = true: the number of "
-            "POS labels (nP) is unknown. The lstm_tagger component sets it from the data."
-        )
+    for attr, dim in (("joint_pos", "nP"), ("joint_morph", "nM")):
+        if not model.has_dim(dim):
+            raise ValueError(
+                f"Cannot initialize the lstm_tagger model with {attr} = true: the number of its "
+                f"labels ({dim}) is unknown. The lstm_tagger component sets it from the data."
+            )
     module = get_torch_module(model)
-    module.resize_output(n_labels)
-    module.resize_pos_output(model.get_dim("nP"))
+    sizes = head_sizes(model)
+    for head_name, size in zip(HEADS, sizes.values()):
+        module.resize_head(head_name, size)
     if module.include_static_vectors:
         if not X:
             raise ValueError("Initializing with include_static_vectors needs sample Docs (X) to read the vectors' width")
@@ -331,7 +358,7 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
     for submodule in module.modules():
         if submodule is not module and hasattr(submodule, "reset_parameters"):
             submodule.reset_parameters()
-    model.layers[0].set_dim("nO", n_labels)
+    model.get_ref("torch").set_dim("nO", sum(sizes.values()))
 
 
 def _init_tok2vec(tok2vec: Model, X: Optional[List[Doc]]) -> int:
@@ -356,15 +383,16 @@ def convert_inputs(
     docs, tokvecs = docs if isinstance(docs, tuple) else (docs, None)
     device = model.shims[0].device
     f = featurize(docs, **features.__dict__)
-    as_tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    as_tensor = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
     args = (
         as_tensor(f.word_ids),
         as_tensor(f.char_ids),
         torch.from_numpy(f.char_lengths),  # packing wants lengths on the CPU
         as_tensor(f.token_types),
         torch.from_numpy(f.lengths),
-        None if f.vectors is None else as_tensor(f.vectors),
-        None if f.clusters is None else as_tensor(f.clusters),
+        as_tensor(f.vectors),
+        as_tensor(f.affix_ids),
+        as_tensor(f.clusters),
     )
     if tokvecs is None:
         return ArgsKwargs(args=args, kwargs={}), lambda d_inputs: []
@@ -385,7 +413,7 @@ def convert_outputs(
     model: Model, docs_and_scores: Tuple[Sequence[Doc], torch.Tensor], is_train: bool,
     *, features: FeatureConfig,
 ) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], ArgsKwargs]]:
-    """Padded window scores -> one (n_tokens, n_labels) array per Doc.
+    """Padded window scores -> one (n_tokens, n_columns) array per Doc.
 
     Each head is softmax-normalized, except the tag head of a CRF model, which
     stays raw emission scores for the CRF. As in Thinc's ``Softmax`` layer, the
@@ -398,20 +426,20 @@ def convert_outputs(
     ops = model.ops
     windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
     module = model.shims[0]._model
-    n_tags = module.n_labels
+    sizes = [size for size in module.head_sizes().values() if size]
     with torch.no_grad():
-        # one softmax per head (tags, then POS if present); CRF emissions stay raw
-        tag_logits, pos_logits = torch.split(logits.detach().float(), [n_tags, logits.shape[-1] - n_tags], dim=-1)
-        heads = [tag_logits if module.use_crf else torch.softmax(tag_logits, dim=-1)]
-        if pos_logits.shape[-1]:
-            heads.append(torch.softmax(pos_logits, dim=-1))
-        probs = torch2xp(torch.cat(heads, dim=-1), ops=ops)
-    n_labels = probs.shape[-1]
+        # one softmax per head; CRF emissions (the tag head) stay raw
+        heads = torch.split(logits.detach().float(), sizes, dim=-1)
+        normalized = [
+            head if i == 0 and module.use_crf else torch.softmax(head, dim=-1) for i, head in enumerate(heads)
+        ]
+        probs = torch2xp(normalized[0] if len(normalized) == 1 else torch.cat(normalized, dim=-1), ops=ops)
+    n_columns = probs.shape[-1]
     pieces: List[List[Floats2d]] = [[] for _ in docs]
     for w, win in enumerate(windows):
         pieces[win.doc_index].append(probs[w, win.keep_start - win.start : win.keep_end - win.start])
     outputs = [
-        ops.xp.ascontiguousarray(ops.xp.concatenate(p)) if p else ops.alloc2f(0, n_labels)
+        ops.xp.ascontiguousarray(ops.xp.concatenate(p)) if p else ops.alloc2f(0, n_columns)
         for p in pieces
     ]
 
@@ -463,7 +491,8 @@ def deserialize_torch_module(
         raise ValueError(f"lstm_tagger weights are truncated or corrupted: {err}") from err
     if "output.weight" in state:
         module.resize_output(state["output.weight"].shape[0])
-    module.resize_pos_output(state["pos_output.weight"].shape[0] if "pos_output.weight" in state else 0)
+    for head in HEADS[1:]:
+        module.resize_head(head, state[f"{head}.weight"].shape[0] if f"{head}.weight" in state else 0)
     if "vectors_proj.weight" in state:
         module.resize_vectors(state["vectors_proj.weight"].shape[1])
     if "upstream_proj.weight" in state and module.upstream_size:
@@ -483,3 +512,38 @@ def deserialize_torch_module(
     module.load_state_dict(state)
     module.to(device)
     return module
+
+
+# --- What the component needs from the model, without touching torch ---
+
+def crf_decode(model: Model, tag_scores: Sequence[Floats2d]) -> List[numpy.ndarray]:
+    """Best tag ids per Doc under the model's CRF (Viterbi)."""
+    return crf_ops.viterbi_decode(_crf(model), tag_scores)
+
+
+def crf_marginals(model: Model, tag_scores: Sequence[Floats2d]) -> List[Floats2d]:
+    """P(tag | sentence) per token under the model's CRF (forward-backward)."""
+    return crf_ops.crf_marginals(model.ops, _crf(model), tag_scores)
+
+
+def crf_loss(
+    model: Model, tag_scores: Sequence[Floats2d], allowed: Sequence[numpy.ndarray]
+) -> Tuple[float, List[Floats2d]]:
+    """The CRF's sequence loss and its gradient w.r.t. the tag scores.
+
+    The transitions are weights of the model that only the loss sees: like a
+    backprop, this accumulates their gradients, which the next
+    ``finish_update`` applies with the other weights."""
+    return crf_ops.crf_loss(model.ops, _crf(model), tag_scores, allowed)
+
+
+def _crf(model: Model):
+    crf = get_torch_module(model).crf
+    if crf is None:
+        raise ValueError("This lstm_tagger model has no CRF (crf = false) or no labels yet")
+    return crf
+
+
+def use_single_thread() -> None:
+    """One torch thread, for worker processes that share the cores with others."""
+    torch.set_num_threads(1)

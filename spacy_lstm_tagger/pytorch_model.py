@@ -1,20 +1,20 @@
 """The pure PyTorch part of the tagger: a word + character BiLSTM.
 
 This module knows nothing about spaCy or Thinc. It takes integer tensors
-(built by ``featurize.py``) and returns unnormalized tag scores, so it can be
+(built by ``featurize.py``) and returns unnormalized scores, so it can be
 tested, profiled and reused on its own.
 """
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-UNKNOWN_WORD_ID = 0
-"""Row of the word table used for word dropout (never produced by hashing)."""
-PAD_CHAR_ID = 0
-INFERENCE_CHUNK_TOKENS = 4096
-"""Padded positions per chunk at inference (see :func:`length_chunks`)."""
+from .constants import INFERENCE_CHUNK_TOKENS, PAD_CHAR_ID, UNKNOWN_WORD_ID
+
+HEADS = ("output", "pos_output", "morph_output")
+"""The module's linear heads, in the order of their columns in the scores:
+the tags, then UPOS (joint_pos), then FEATS (joint_morph)."""
 
 
 class CharBiLSTMEncoder(nn.Module):
@@ -37,14 +37,15 @@ class CharBiLSTMEncoder(nn.Module):
             # final states: forward at each word's last character, backward at its first
             embedded = self.embed(char_ids)
             hidden = self.lstm.hidden_size
+
+            def encode(ids: torch.Tensor, length: int) -> torch.Tensor:
+                chunk_lengths = char_lengths[ids.cpu()]
+                out = bilstm_padded(self.lstm, embedded[ids, :length], chunk_lengths)
+                last = (chunk_lengths - 1).to(out.device)
+                return torch.cat([out[torch.arange(len(ids), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1)
+
             encoded = embedded.new_empty(len(char_ids), 2 * hidden)
-            for ids, length in length_chunks(char_lengths, self.chunk_tokens):
-                out = bilstm_padded(self.lstm, embedded[ids, :length], char_lengths[ids])
-                last = (char_lengths[ids] - 1).to(out.device)
-                encoded[ids.to(out.device)] = torch.cat(
-                    [out[torch.arange(len(ids), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1
-                )
-            return encoded
+            return fill_by_length(encoded, char_lengths, encode, self.chunk_tokens)
         packed = pack_padded_sequence(
             self.embed(char_ids), char_lengths, batch_first=True, enforce_sorted=False
         )
@@ -54,11 +55,13 @@ class CharBiLSTMEncoder(nn.Module):
 
 
 class WordCharBiLSTMTagger(nn.Module):
-    """Hashed word embedding + character encoding -> sentence BiLSTM -> linear.
+    """Hashed word embedding + affix embeddings + character encoding ->
+    sentence BiLSTM -> one linear layer per head (tags, optionally UPOS and
+    FEATS).
 
-    The output layer is created by :meth:`resize_output` once the number of
-    labels is known (at ``initialize`` or when weights are loaded), so the
-    module can be constructed from a config before the labels exist.
+    The heads are created by :meth:`resize_head` once the number of labels is
+    known (at ``initialize`` or when weights are loaded), so the module can be
+    constructed from a config before the labels exist.
     """
 
     def __init__(
@@ -76,6 +79,9 @@ class WordCharBiLSTMTagger(nn.Module):
         word_dropout: float,
         crf: bool = False,
         include_static_vectors: bool = False,
+        n_affix_features: int = 0,
+        n_affix_rows: int = 1,
+        affix_embed_size: int = 0,
         n_labels: Optional[int] = None,
         n_cluster_rows: int = 0,
         cluster_embed_size: int = 0,
@@ -90,6 +96,11 @@ class WordCharBiLSTMTagger(nn.Module):
         self.word_dropout = word_dropout
         self.word_embed = nn.Embedding(n_word_rows, word_embed_size)
         self.char_encoder = CharBiLSTMEncoder(n_chars, char_embed_size, char_hidden_size)
+        # hashed prefixes/suffixes/shape of each word type: cheap features a
+        # small corpus learns fast (what spaCy's tagger relies on)
+        self.n_affix_features = n_affix_features
+        self.affix_embed = nn.Embedding(n_affix_rows, affix_embed_size) if n_affix_features else None
+        affix_size = n_affix_features * affix_embed_size
         self.input_dropout = nn.Dropout(dropout)
         # frozen pretrained vectors (inputs, not weights) -> trainable projection,
         # created by resize_vectors once the vectors' width is known
@@ -108,7 +119,7 @@ class WordCharBiLSTMTagger(nn.Module):
         self.upstream_size = upstream_size
         self.upstream_proj: Optional[nn.Linear] = None
         self.lstm = nn.LSTM(
-            word_embed_size + vectors_size + self.char_encoder.output_size + cluster_embed_size + upstream_size,
+            word_embed_size + vectors_size + affix_size + self.char_encoder.output_size + cluster_embed_size + upstream_size,
             hidden_size,
             num_layers=depth,
             dropout=dropout if depth > 1 else 0.0,
@@ -121,25 +132,45 @@ class WordCharBiLSTMTagger(nn.Module):
         self.output: Optional[nn.Linear] = None
         self.use_crf = crf
         self.crf: Optional[LinearChainCRF] = None
-        # optional second head (e.g. UPOS), scored beside the tags
+        # optional further heads (UPOS, FEATS), scored beside the tags
         self.pos_output: Optional[nn.Linear] = None
+        self.morph_output: Optional[nn.Linear] = None
         if n_labels is not None:
             self.resize_output(n_labels)
+
+    def head_sizes(self) -> Dict[str, int]:
+        """Number of columns of each head, in the order of the scores (0 = absent)."""
+        return {name: 0 if getattr(self, name) is None else getattr(self, name).out_features for name in HEADS}
 
     @property
     def n_labels(self) -> Optional[int]:
         return None if self.output is None else self.output.out_features
 
-    def resize_output(self, n_labels: int) -> None:
-        """(Re)create the output layer for ``n_labels`` tags."""
-        if n_labels < 1:
+    @property
+    def n_pos_labels(self) -> int:
+        return self.head_sizes()["pos_output"]
+
+    def resize_head(self, name: str, n_labels: int) -> None:
+        """(Re)create head ``name`` (one of :data:`HEADS`) for ``n_labels``
+        classes; 0 removes a further head. The tag head needs at least one."""
+        if name not in HEADS:
+            raise ValueError(f"Unknown head {name!r}; the heads are {HEADS}")
+        if name == "output" and n_labels < 1:
             raise ValueError(f"The tagger needs at least one label, got {n_labels}")
-        if self.n_labels == n_labels:
+        if self.head_sizes()[name] == n_labels:
             return
         device = self.word_embed.weight.device
-        self.output = nn.Linear(self.encoding_size, n_labels).to(device)
-        if self.use_crf:
+        setattr(self, name, nn.Linear(self.encoding_size, n_labels).to(device) if n_labels else None)
+        if name == "output" and self.use_crf:
             self.crf = LinearChainCRF(n_labels).to(device)
+
+    def resize_output(self, n_labels: int) -> None:
+        """(Re)create the tag head for ``n_labels`` tags."""
+        self.resize_head("output", n_labels)
+
+    def resize_pos_output(self, n_pos_labels: int) -> None:
+        """(Re)create the UPOS head for ``n_pos_labels`` classes (0 removes it)."""
+        self.resize_head("pos_output", n_pos_labels)
 
     def resize_vectors(self, width: int) -> None:
         """(Re)create the projection of static vectors of ``width`` dimensions."""
@@ -157,17 +188,6 @@ class WordCharBiLSTMTagger(nn.Module):
         device = self.word_embed.weight.device
         self.upstream_proj = nn.Linear(width, self.upstream_size).to(device)
 
-    @property
-    def n_pos_labels(self) -> int:
-        return 0 if self.pos_output is None else self.pos_output.out_features
-
-    def resize_pos_output(self, n_pos_labels: int) -> None:
-        """(Re)create the second head for ``n_pos_labels`` classes (0 removes it)."""
-        if n_pos_labels == self.n_pos_labels:
-            return
-        device = self.word_embed.weight.device
-        self.pos_output = nn.Linear(self.encoding_size, n_pos_labels).to(device) if n_pos_labels else None
-
     def forward(
         self,
         word_ids: torch.Tensor,
@@ -176,17 +196,19 @@ class WordCharBiLSTMTagger(nn.Module):
         token_types: torch.Tensor,
         lengths: torch.Tensor,
         vectors: Optional[torch.Tensor] = None,
+        affix_ids: Optional[torch.Tensor] = None,
         clusters: Optional[torch.Tensor] = None,
         upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Return scores of shape (n_sequences, max_len, n_labels + n_pos_labels):
-        the tag scores, then the second head's scores if it exists.
+        """Return scores of shape (n_sequences, max_len, n_columns): the
+        columns of each present head, in the order of :data:`HEADS`.
 
         word_ids: (n_seqs, max_len, n_word_hashes) rows of the word table
         char_ids, char_lengths: characters of each unique word type
         token_types: (n_seqs, max_len) index of each token's word type
         lengths: (n_seqs,) sequence lengths, all >= 1, on CPU
         vectors: (n_seqs, max_len, width) static vectors, with include_static_vectors
+        affix_ids: (n_types, n_affix_features) rows of the affix table per word type
         clusters: (n_seqs, max_len, n_prefixes) rows of the cluster table, with cluster_embed_size
         upstream: (n_seqs, max_len, width) upstream (tok2vec) features, with upstream_size
         """
@@ -195,7 +217,7 @@ class WordCharBiLSTMTagger(nn.Module):
                 "The tagger's output layer has no size yet: initialize the "
                 "component (nlp.initialize) or load trained weights first."
             )
-        chars = self.char_encoder(char_ids, char_lengths)
+        types = self._type_inputs(char_ids, char_lengths, affix_ids)
         if self.include_static_vectors:
             if vectors is None or self.vectors_proj is None:
                 raise ValueError("include_static_vectors is on but no vectors (or no projection) were given")
@@ -207,11 +229,11 @@ class WordCharBiLSTMTagger(nn.Module):
         self._check_extra_inputs(clusters, upstream)
         extra = (clusters, upstream)
         if not self.training:
-            return self._predict_by_length(word_ids, chars, token_types, lengths, vectors, *extra)
+            return self._predict_by_length(word_ids, types, token_types, lengths, vectors, *extra)
         if self.word_dropout > 0:
             drop = torch.rand(word_ids.shape[:2], device=word_ids.device) < self.word_dropout
             word_ids = word_ids.masked_fill(drop.unsqueeze(-1), UNKNOWN_WORD_ID)
-        tokens = self.input_dropout(self._token_inputs(word_ids, chars, token_types, vectors, *extra))
+        tokens = self.input_dropout(self._token_inputs(word_ids, types, token_types, vectors, *extra))
         packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
@@ -229,12 +251,26 @@ class WordCharBiLSTMTagger(nn.Module):
                     f"was trained with width {self.upstream_proj.in_features}"
                 )
 
+    def _type_inputs(
+        self, char_ids: torch.Tensor, char_lengths: torch.Tensor, affix_ids: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """What each word type contributes, whatever its context: [chars; affixes]."""
+        chars = self.char_encoder(char_ids, char_lengths)
+        if self.affix_embed is None:
+            return chars
+        if affix_ids is None or affix_ids.shape != (len(char_ids), self.n_affix_features):
+            raise ValueError(
+                f"The tagger expects {self.n_affix_features} affix features per word type, "
+                f"got {None if affix_ids is None else tuple(affix_ids.shape)}"
+            )
+        return torch.cat([chars, self.affix_embed(affix_ids).flatten(1)], dim=-1)
+
     def _token_inputs(
-        self, word_ids: torch.Tensor, chars: torch.Tensor, token_types: torch.Tensor, vectors: Optional[torch.Tensor],
+        self, word_ids: torch.Tensor, types: torch.Tensor, token_types: torch.Tensor, vectors: Optional[torch.Tensor],
         clusters: Optional[torch.Tensor] = None, upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Each token's input to the sentence BiLSTM: [word; vectors; chars; clusters; upstream]."""
-        parts = [self.word_embed(word_ids).sum(dim=2), chars[token_types]]
+        """Each token's input to the sentence BiLSTM: [word; vectors; type inputs; clusters; upstream]."""
+        parts = [self.word_embed(word_ids).sum(dim=2), types[token_types]]
         if self.include_static_vectors:
             parts.insert(1, self.vectors_proj(vectors))
         if self.cluster_embed is not None:
@@ -244,12 +280,13 @@ class WordCharBiLSTMTagger(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def _heads(self, encoded: torch.Tensor) -> torch.Tensor:
-        if self.pos_output is None:
-            return self.output(encoded)
-        return torch.cat([self.output(encoded), self.pos_output(encoded)], dim=-1)
+        heads = [getattr(self, name) for name in HEADS if getattr(self, name) is not None]
+        if len(heads) == 1:
+            return heads[0](encoded)
+        return torch.cat([head(encoded) for head in heads], dim=-1)
 
     def _predict_by_length(
-        self, word_ids: torch.Tensor, chars: torch.Tensor, token_types: torch.Tensor,
+        self, word_ids: torch.Tensor, types: torch.Tensor, token_types: torch.Tensor,
         lengths: torch.Tensor, vectors: Optional[torch.Tensor],
         clusters: Optional[torch.Tensor] = None, upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
@@ -260,20 +297,21 @@ class WordCharBiLSTMTagger(nn.Module):
         was a third of inference time (benchmarks/NOTES.md). Positions past
         a sequence's length are zero."""
         n_seqs, max_len = token_types.shape
-        n_out = self.output.out_features + self.n_pos_labels
-        scores = chars.new_zeros(n_seqs, max_len, n_out)
-        for ids, length in length_chunks(lengths, self.chunk_tokens):
-            dev_ids = ids.to(word_ids.device)
+
+        def score(ids: torch.Tensor, length: int) -> torch.Tensor:
             tokens = self._token_inputs(
-                word_ids[dev_ids, :length], chars, token_types[dev_ids, :length],
-                None if vectors is None else vectors[dev_ids, :length],
-                None if clusters is None else clusters[dev_ids, :length],
-                None if upstream is None else upstream[dev_ids, :length],
+                word_ids[ids, :length], types, token_types[ids, :length],
+                None if vectors is None else vectors[ids, :length],
+                None if clusters is None else clusters[ids, :length],
+                None if upstream is None else upstream[ids, :length],
             )
-            encoded = bilstm_padded(self.lstm, tokens, lengths[ids])
-            inside = (torch.arange(length) < lengths[ids].unsqueeze(1)).unsqueeze(-1).to(encoded.device)
-            scores[dev_ids, :length] = self._heads(encoded) * inside
-        return scores
+            chunk_lengths = lengths[ids.cpu()]
+            encoded = bilstm_padded(self.lstm, tokens, chunk_lengths)
+            inside = (torch.arange(length) < chunk_lengths.unsqueeze(1)).unsqueeze(-1).to(encoded.device)
+            return self._heads(encoded) * inside
+
+        scores = types.new_zeros(n_seqs, max_len, sum(self.head_sizes().values()))
+        return fill_by_length(scores, lengths, score, self.chunk_tokens)
 
 
 def length_chunks(lengths: torch.Tensor, chunk_tokens: int = INFERENCE_CHUNK_TOKENS) -> Iterator[Tuple[torch.Tensor, int]]:
@@ -293,22 +331,21 @@ def length_chunks(lengths: torch.Tensor, chunk_tokens: int = INFERENCE_CHUNK_TOK
         start = end
 
 
-def bilstm_by_length(
-    lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, chunk_tokens: int = INFERENCE_CHUNK_TOKENS
+def fill_by_length(
+    out: torch.Tensor, lengths: torch.Tensor, compute: Callable[[torch.Tensor, int], torch.Tensor],
+    chunk_tokens: int = INFERENCE_CHUNK_TOKENS,
 ) -> torch.Tensor:
-    """The outputs of a batch-first bidirectional ``lstm`` on padded ``x``,
-    for inference: the same values as running it on a packed sequence, faster.
-
-    Sequences are sorted by length and run in chunks of similar length
-    (:func:`length_chunks`) as plain padded tensors, which take PyTorch's
-    fused CPU kernels (packed sequences don't), with little padding.
-    Positions past a sequence's length are zero.
-    """
-    n_seqs, max_len, _ = x.shape
-    out = x.new_zeros(n_seqs, max_len, 2 * lstm.hidden_size)
+    """The one chunk runner of the inference path: for each chunk of
+    :func:`length_chunks`, ``compute(ids, length)`` (ids on ``out``'s device)
+    returns the chunk's rows, written into ``out[ids]`` (their first
+    ``length`` positions when the rows are sequences). Returns ``out``."""
     for ids, length in length_chunks(lengths, chunk_tokens):
-        dev_ids = ids.to(x.device)
-        out[dev_ids, :length] = bilstm_padded(lstm, x[dev_ids, :length], lengths[ids])
+        ids = ids.to(out.device)
+        rows = compute(ids, length)
+        if rows.dim() == 2:
+            out[ids] = rows
+        else:
+            out[ids, : rows.shape[1]] = rows
     return out
 
 
@@ -316,7 +353,8 @@ def bilstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torc
     """A bidirectional ``lstm`` on padded ``x`` (inference only: no
     inter-layer dropout). The backward direction runs on each sequence
     reversed within its length, so padding never enters it; positions past
-    a sequence's length are zero."""
+    a sequence's length are zero. This takes PyTorch's fused CPU kernels,
+    which packed sequences don't."""
     n_seqs, length, _ = x.shape
     steps = torch.arange(length).unsqueeze(0)
     ends = lengths.unsqueeze(1)

@@ -5,7 +5,14 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from spacy_lstm_tagger.pytorch_model import CharBiLSTMEncoder, WordCharBiLSTMTagger, bilstm_by_length
+from spacy_lstm_tagger.pytorch_model import CharBiLSTMEncoder, WordCharBiLSTMTagger, bilstm_padded, fill_by_length
+
+
+def bilstm_by_length(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
+    """The sentence BiLSTM as the inference path runs it: length-sorted chunks
+    (the one chunk runner) of padded sequences."""
+    out = x.new_zeros(x.shape[0], x.shape[1], 2 * lstm.hidden_size)
+    return fill_by_length(out, lengths, lambda ids, n: bilstm_padded(lstm, x[ids, :n], lengths[ids]), chunk_tokens)
 
 
 def packed_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -54,10 +61,14 @@ def test_char_encoder_inference_equals_training_path():
     depth=st.integers(1, 2),
     joint_pos=st.booleans(),
     vectors=st.booleans(),
+    affixes=st.booleans(),
+    joint_morph=st.booleans(),
     chunk_tokens=st.integers(1, 100),
     seed=st.integers(0, 2**16),
 )
-def test_tagger_inference_path_equals_training_path(lengths, depth, joint_pos, vectors, chunk_tokens, seed):
+def test_tagger_inference_path_equals_training_path(
+    lengths, depth, joint_pos, vectors, affixes, joint_morph, chunk_tokens, seed
+):
     """The chunk-by-chunk inference path gives the scores of the training path
     (without dropout) at every real position, and zeros past each length,
     however the sequences and word types fall into chunks."""
@@ -66,9 +77,11 @@ def test_tagger_inference_path_equals_training_path(lengths, depth, joint_pos, v
         n_word_rows=30, n_word_hashes=2, word_embed_size=6, n_chars=40, char_embed_size=5,
         char_hidden_size=4, hidden_size=7, depth=depth, dropout=0.0, word_dropout=0.0,
         include_static_vectors=vectors, n_labels=5,
+        n_affix_features=3 if affixes else 0, n_affix_rows=17, affix_embed_size=2 if affixes else 0,
     )
     module.chunk_tokens = module.char_encoder.chunk_tokens = chunk_tokens
     module.resize_pos_output(3 if joint_pos else 0)
+    module.resize_head("morph_output", 4 if joint_morph else 0)
     if vectors:
         module.resize_vectors(4)
     n_seqs, max_len, n_types = len(lengths), max(lengths), 9
@@ -81,11 +94,12 @@ def test_tagger_inference_path_equals_training_path(lengths, depth, joint_pos, v
         torch.randint(0, n_types, (n_seqs, max_len)),
         lengths_t,
         torch.randn(n_seqs, max_len, 4) if vectors else None,
+        torch.randint(1, 17, (n_types, 3)) if affixes else None,
     )
     with torch.no_grad():
         expected = module.train()(*inputs)
         got = module.eval()(*inputs)
-    assert got.shape == expected.shape == (n_seqs, max_len, 5 + (3 if joint_pos else 0))
+    assert got.shape == expected.shape == (n_seqs, max_len, 5 + (3 if joint_pos else 0) + (4 if joint_morph else 0))
     inside = (torch.arange(max_len) < lengths_t.unsqueeze(1)).unsqueeze(-1)
     torch.testing.assert_close(got * inside, expected * inside, rtol=1e-5, atol=1e-5)
     assert not (got * ~inside).any()
