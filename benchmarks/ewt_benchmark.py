@@ -31,6 +31,7 @@ MAIN_SYSTEMS = {
     "spacy_tagger": ROOT / "configs" / "spacy_tagger.cfg",
     "lstm_tagger_efficiency": ROOT / "configs" / "lstm_tagger_efficiency.cfg",
     "lstm_tagger_accuracy": ROOT / "configs" / "lstm_tagger_accuracy.cfg",
+    "lstm_tagger_small": ROOT / "configs" / "lstm_tagger_small.cfg",
 }
 # The optional features, each measured against lstm_tagger_efficiency (--systems).
 FEATURE_SYSTEMS = {

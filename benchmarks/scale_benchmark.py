@@ -1,5 +1,5 @@
 """Throughput of `spacy_lstm_tagger tag` on this machine: one process,
-nlp.pipe(n_process=N) and a Dask LocalCluster of N single-threaded workers,
+--n-process N (a pool of N worker processes) and a Dask LocalCluster of N single-threaded workers,
 all tagging the same input into the same partitions.
 
     python benchmarks/scale_benchmark.py MODEL [--input FILE] [--repeat K] [--workers 2]
@@ -69,7 +69,7 @@ def main() -> None:
     import torch
     from wasabi import msg
 
-    from spacy_lstm_tagger.tagging import engines as tagging_engines
+    from spacy_lstm_tagger.tagging import core as tagging_core
     from spacy_lstm_tagger.tagging import tag_corpus
 
     default_threads = torch.get_num_threads()
@@ -89,8 +89,8 @@ def main() -> None:
             stats = tag_corpus(args.model, [data], out, threads=args.threads, **common)
             results.append(row(f"1 process, {args.threads} thread(s)", stats))
         if "n_process" in engines:
-            msg.info(f"nlp.pipe(n_process={args.workers})")
-            tagging_engines._NLP_CACHE.clear()  # count this run's model load too
+            msg.info(f"--n-process {args.workers} (pool of worker processes)")
+            tagging_core._NLP_CACHE.clear()  # count this run's model load too
             out = outputs["n_process"] = workdir / "n_process"
             stats = tag_corpus(args.model, [data], out, n_process=args.workers, **common)
             results.append(row(f"n_process={args.workers}", stats))

@@ -1,9 +1,17 @@
 """Command line: ``python -m spacy_lstm_tagger COMMAND`` (or ``spacy-lstm-tagger COMMAND``).
 
-    tag        tag a corpus (txt / jsonl / CoNLL-U) into .spacy and/or JSONL
-               partitions, on one process, N processes or a Dask cluster
+    tag        tag a corpus (txt / jsonl / CoNLL-U) into .spacy, JSONL and/or
+               CoNLL-U partitions (or stream JSONL / CoNLL-U to stdout), on
+               one process, N processes or a Dask cluster
     confusion  per-tag scores and confusion matrix of a tagger on gold data
+
+Errors (bad input, a missing model, a directory that is not a pipeline, a
+pipeline without a tagger, a missing optional dependency) are one message
+and exit code 1, not a traceback.
 """
+import contextlib
+import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -15,9 +23,29 @@ app = typer.Typer(name="spacy-lstm-tagger", add_completion=False, no_args_is_hel
                   help="spacy-lstm-tagger: tag corpora at scale, evaluate taggers.")
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import version as dist_version
+
+        from . import __version__
+
+        spacy_version = dist_version("spacy")
+        typer.echo(f"spacy-lstm-tagger {__version__} (spaCy {spacy_version})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit"),
+) -> None:
+    """spacy-lstm-tagger: tag corpora at scale, evaluate taggers."""
+
+
 class OutputFormat(str, Enum):
     spacy = "spacy"
     jsonl = "jsonl"
+    conllu = "conllu"
     both = "both"
 
 
@@ -42,38 +70,45 @@ class ConlluUnit(str, Enum):
 def tag_command(
     model: str = typer.Argument(..., help="Pipeline directory or installed package (with an lstm_tagger or any tagger)"),
     inputs: List[Path] = typer.Argument(..., help="Input files (.txt one doc per line, .jsonl {\"text\": ...}, .conllu) or directories of them"),
-    output: Path = typer.Option(..., "--output", "-o", help="Output directory: part-NNNNN.spacy / .jsonl, manifest.json"),
-    output_format: OutputFormat = typer.Option(OutputFormat.spacy, "--format", "-f", help="Write DocBin (.spacy), JSONL (tokens and tags) or both"),
+    output: str = typer.Option(..., "--output", "-o", help="Output directory (part-NNNNN.spacy / .jsonl / .conllu, manifest.json), or - to stream JSONL or CoNLL-U to stdout"),
+    output_format: List[OutputFormat] = typer.Option([OutputFormat.spacy.value], "--format", "-f", help="DocBin (spacy), JSONL (tokens, offsets, tags), CoNLL-U (conllu) or both (spacy and jsonl); repeat for several"),
     input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", "-i", help="Input format (auto: from the file extension)"),
     conllu_unit: ConlluUnit = typer.Option(ConlluUnit.sentence, "--conllu-docs", help="CoNLL-U: one Doc per sentence or per '# newdoc'"),
-    n_process: int = typer.Option(1, "--n-process", "-n", help="Local engine: processes (nlp.pipe n_process); one torch thread each when > 1"),
+    n_process: int = typer.Option(1, "--n-process", "-n", help="Local engine: worker processes (one partition at a time each, one torch thread each when > 1; with -o -, nlp.pipe's n_process)"),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
     engine: Engine = typer.Option(Engine.local, "--engine", "-e", help="local (this process / --n-process) or dask"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (e.g. tcp://host:8786); implies --engine dask. Default: a LocalCluster"),
     n_workers: Optional[int] = typer.Option(None, "--n-workers", help="LocalCluster worker processes, one thread each (default: one per CPU)"),
     partition_size: int = typer.Option(5000, "--partition-size", help="Docs per partition (one output file each; the unit of resuming)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per process (default: torch's default for one local process, 1 per worker otherwise)"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr, per batch, with docs/s and ETA (default: when stderr is a terminal)"),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Every lstm_tagger stores tag_prob / tag_alternatives (written to the JSONL and the DocBin's user data)"),
 ) -> None:
     """Tag a corpus into partitioned output files (re-running the same command resumes).
 
     Input: .txt (one doc per line), .jsonl ({"text": ...}), .conllu (gold
-    tokenization, one doc per sentence). Output: OUTPUT/part-NNNNN.spacy and/or
-    .jsonl, one per partition of --partition-size docs, each written
-    atomically; partitions already written are skipped.
+    tokenization, one doc per sentence). Output: OUTPUT/part-NNNNN.spacy,
+    .jsonl and/or .conllu, one per partition of --partition-size docs, each
+    written atomically; partitions already written are skipped. With -o -,
+    JSONL or CoNLL-U goes to stdout in input order (messages to stderr).
     """
+    formats = [f.value for f in output_format]
+    if output == "-":
+        _stream(model, inputs, formats, input_format, conllu_unit, batch_size, n_process, engine,
+                scheduler, threads, progress, probabilities)
+        return
     from .tagging import InputError, OutputMismatchError, TaggingError, tag_corpus
 
     if scheduler:
         engine = Engine.dask
     try:
         stats = tag_corpus(
-            model, inputs, output, formats=output_format.value, input_format=input_format.value,
+            model, inputs, Path(output), formats=formats, input_format=input_format.value,
             conllu_unit=conllu_unit.value, batch_size=batch_size, partition_size=partition_size,
             engine=engine.value, n_process=n_process, scheduler=scheduler, n_workers=n_workers,
-            threads=threads, progress=progress,
+            threads=threads, progress=progress, probabilities=probabilities,
         )
-    except (InputError, OutputMismatchError, TaggingError, FileNotFoundError, ValueError) as err:
+    except (InputError, OutputMismatchError, TaggingError, FileNotFoundError, ValueError, OSError) as err:
         msg.fail(str(err), exits=1)
     except ImportError as err:
         msg.fail(f"{err}: the Dask engine needs `pip install \"spacy-lstm-tagger[scale]\"`", exits=1)
@@ -90,6 +125,41 @@ def tag_command(
     msg.text(f"Output: {output}")
 
 
+def _stream(model: str, inputs: List[Path], formats: List[str], input_format: InputFormat,
+            conllu_unit: ConlluUnit, batch_size: int, n_process: int, engine: Engine,
+            scheduler: Optional[str], threads: Optional[int], progress: Optional[bool],
+            probabilities: bool) -> None:
+    """``tag -o -``: the tagged corpus on stdout; every message on stderr."""
+    from .tagging import InputError
+    from .tagging.stream import stream_corpus
+
+    with contextlib.redirect_stdout(sys.stderr):
+        if len(formats) != 1 or formats[0] not in ("jsonl", "conllu"):
+            msg.fail(f"-o - streams one text format: --format jsonl or --format conllu (got {', '.join(formats)}); "
+                     "use --output DIR for .spacy files", exits=1)
+        if engine != Engine.local or scheduler:
+            msg.fail("-o - runs on the local engine (--n-process N); use --output DIR with Dask", exits=1)
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        msg.fail("stdout is not a byte stream", exits=1)
+    try:
+        stats = stream_corpus(
+            model, inputs, out, fmt=formats[0], input_format=input_format.value, conllu_unit=conllu_unit.value,
+            batch_size=batch_size, n_process=n_process, threads=threads, progress=progress,
+            probabilities=probabilities,
+        )
+    except BrokenPipeError:  # e.g. `... -o - | head`: the reader has all it wants
+        # (stdout to /dev/null, so the interpreter's final flush doesn't complain)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0)
+    except (InputError, FileNotFoundError, ValueError, OSError) as err:
+        with contextlib.redirect_stdout(sys.stderr):
+            msg.fail(str(err), exits=1)
+    with contextlib.redirect_stdout(sys.stderr):
+        msg.good(f"Tagged {stats.n_docs} docs ({stats.n_words} words) in {stats.seconds:.1f}s "
+                 f"({stats.setup_seconds:.1f}s setup): {stats.docs_per_s:.1f} docs/s")
+
+
 @app.command("confusion")
 def confusion_command(
     model: str = typer.Argument(..., help="Pipeline directory or package"),
@@ -97,16 +167,18 @@ def confusion_command(
     output: Path = typer.Option(..., "--output", "-o", help="Directory for confusion.json and confusion.png"),
     top_n: int = typer.Option(15, "--top-n", help="Confusions listed / tags in the matrix"),
     batch_size: int = typer.Option(256, "--batch-size", "-b"),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Also draw confusion.png (needs matplotlib: the [plot] extra)"),
 ) -> None:
     """Per-tag precision/recall/F1 and the most frequent confusions."""
     from .confusion import print_report, run_confusion
 
     try:
-        report = run_confusion(model, data, output, top_n=top_n, batch_size=batch_size)
-    except (FileNotFoundError, ValueError) as err:
+        report = run_confusion(model, data, output, top_n=top_n, batch_size=batch_size, plot=plot)
+    except (FileNotFoundError, ValueError, ImportError, OSError) as err:
         msg.fail(str(err), exits=1)
     print_report(report)
-    msg.good(f"Wrote {output / 'confusion.json'} and {output / 'confusion.png'}")
+    written = [output / "confusion.json"] + ([output / "confusion.png"] if plot else [])
+    msg.good(f"Wrote {' and '.join(map(str, written))}")
 
 
 def main() -> None:

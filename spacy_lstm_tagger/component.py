@@ -30,7 +30,10 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
-from .model import crf_decode, crf_loss, crf_marginals, join_heads, split_heads, use_single_thread
+from .model import (
+    check_loaded_weights, crf_decode, crf_loss, crf_marginals, join_heads, record_labels_with_weights,
+    split_heads, use_single_thread,
+)
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -45,10 +48,22 @@ joint_morph = true
 """
 DEFAULT_JOINT_MODEL = Config().from_str(DEFAULT_JOINT_MODEL_CONFIG)["model"]
 
-# Written only when the component runs with store_probabilities = true.
-for _name in ("tag_prob", "tag_alternatives"):
-    if not Token.has_extension(_name):
-        Token.set_extension(_name, default=None)
+# Default names of the extensions written with store_probabilities = true
+# (each component registers its own names, see ``prob_attr``).
+DEFAULT_PROB_ATTR = "tag_prob"
+DEFAULT_ALTERNATIVES_ATTR = "tag_alternatives"
+
+
+def _register_token_extension(name: str, setting: str) -> None:
+    """``Token.set_extension(name, default=None)`` unless already there."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{setting} must be a Python identifier (a Token._ attribute name), got {name!r}")
+    if not Token.has_extension(name):
+        Token.set_extension(name, default=None)
+
+
+for _name in (DEFAULT_PROB_ATTR, DEFAULT_ALTERNATIVES_ATTR):
+    _register_token_extension(_name, "extension name")
 
 
 @dataclass
@@ -70,6 +85,8 @@ COMPONENT_SETTINGS = {
     "label_smoothing": 0.0,
     "store_probabilities": False,
     "n_alternatives": 3,
+    "prob_attr": DEFAULT_PROB_ATTR,
+    "alternatives_attr": DEFAULT_ALTERNATIVES_ATTR,
 }
 
 
@@ -89,18 +106,35 @@ def make_lstm_tagger(
     label_smoothing: float,
     store_probabilities: bool,
     n_alternatives: int,
+    prob_attr: str = DEFAULT_PROB_ATTR,
+    alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
 ) -> "LSTMTagger":
     """Create an ``lstm_tagger``: a part-of-speech tagger powered by a word +
     character BiLSTM written in PyTorch. Predicted tags go to ``Token.tag_``.
 
     store_probabilities: also write ``token._.tag_prob`` (probability of the
         token's tag) and ``token._.tag_alternatives`` (the ``n_alternatives``
-        most probable ``(tag, probability)`` pairs). Off by default: costs nothing then.
+        most probable ``(tag, probability)`` pairs, a tuple of tuples). Off by
+        default: costs nothing then.
+    prob_attr, alternatives_attr: the names of those two ``Token._``
+        extensions, so two lstm_tagger components in one pipeline can each
+        keep their own (registered here, when the component is created).
     """
+    for other in nlp.components:
+        pipe = other[1]
+        if isinstance(pipe, LSTMTagger) and (store_probabilities or pipe.store_probabilities):
+            shared = {prob_attr, alternatives_attr} & {pipe.prob_attr, pipe.alternatives_attr}
+            if shared:
+                raise ValueError(
+                    f"[{name}] The component '{other[0]}' already writes token._.{sorted(shared)[0]}: "
+                    f"give '{name}' its own prob_attr / alternatives_attr, or the two would overwrite "
+                    "each other's probabilities."
+                )
     return LSTMTagger(
         nlp.vocab, model, name, overwrite=overwrite, scorer=scorer,
         neg_prefix=neg_prefix, label_smoothing=label_smoothing,
         store_probabilities=store_probabilities, n_alternatives=n_alternatives,
+        prob_attr=prob_attr, alternatives_attr=alternatives_attr,
     )
 
 
@@ -120,12 +154,15 @@ def make_lstm_joint_tagger(
     label_smoothing: float,
     store_probabilities: bool,
     n_alternatives: int,
+    prob_attr: str = DEFAULT_PROB_ATTR,
+    alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
 ) -> "LSTMTagger":
     """Create an ``lstm_joint_tagger``: the ``lstm_tagger`` with its joint
     heads on, writing ``Token.tag_``, ``Token.pos_`` and ``Token.morph`` from
     one model (what spaCy needs a tagger and a morphologizer for)."""
     return make_lstm_tagger(
-        nlp, name, model, overwrite, scorer, neg_prefix, label_smoothing, store_probabilities, n_alternatives
+        nlp, name, model, overwrite, scorer, neg_prefix, label_smoothing, store_probabilities, n_alternatives,
+        prob_attr, alternatives_attr,
     )
 
 
@@ -140,6 +177,8 @@ class LSTMTagger(Tagger):
         *,
         store_probabilities: bool = False,
         n_alternatives: int = 3,
+        prob_attr: str = DEFAULT_PROB_ATTR,
+        alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
         **kwargs,
     ) -> None:
         super().__init__(vocab, model, name, **kwargs)
@@ -147,8 +186,14 @@ class LSTMTagger(Tagger):
             raise ValueError(f"n_alternatives must be at least 1, got {n_alternatives}")
         if self.use_crf and self.cfg["label_smoothing"]:
             raise ValueError(f"[{name}] label_smoothing is not supported with crf = true: set it to 0")
+        if prob_attr == alternatives_attr:
+            raise ValueError(f"[{name}] prob_attr and alternatives_attr must differ, both are {prob_attr!r}")
+        _register_token_extension(prob_attr, "prob_attr")
+        _register_token_extension(alternatives_attr, "alternatives_attr")
         self.store_probabilities = store_probabilities
         self.n_alternatives = n_alternatives
+        self.prob_attr = prob_attr
+        self.alternatives_attr = alternatives_attr
         self._pid = os.getpid()
 
     @property
@@ -196,6 +241,16 @@ class LSTMTagger(Tagger):
             self.model.set_dim("nM", len(morph_labels), force=True)
         super().initialize(get_examples, nlp=nlp, labels=labels)
         self._warn_undeclared_assignments(nlp)
+        record_labels_with_weights(self.model, self._labels_by_head())
+
+    def _labels_by_head(self) -> Dict[str, Optional[Sequence[str]]]:
+        """The label list of each head (``None``: head off), saved as a
+        fingerprint with the weights and checked against them at load."""
+        return {
+            "tag": self.cfg.get("labels"),
+            "pos": self.cfg.get("pos_labels") if self.joint_pos else None,
+            "morph": self.cfg.get("morph_labels") if self.joint_morph else None,
+        }
 
     def _require_head_labels(self, labels: Sequence[str], setting: str, what: str) -> List[str]:
         if not labels:
@@ -270,8 +325,25 @@ class LSTMTagger(Tagger):
                 if overwrite or not token.morph.key:
                     token.set_morph(morph_labels[i])
 
+    def tag_probabilities(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+        """The full tag distribution of every token: one ``(len(doc),
+        len(self.labels))`` array per Doc, columns in ``self.labels`` order
+        (softmax probabilities; the CRF's marginals with ``crf = true``).
+        Nothing is written to the Docs."""
+        store = self.store_probabilities
+        self.store_probabilities = True
+        try:
+            predictions = self.predict(docs)
+        finally:
+            self.store_probabilities = store
+        return [self.model.ops.to_numpy(p) for p in predictions.probabilities]
+
     def _set_probabilities(self, docs: Sequence[Doc], probabilities: List[Floats2d]) -> None:
+        """Alternatives as a tuple of ``(tag, probability)`` tuples: what
+        ``DocBin`` gives back (it reads user data with ``use_list=False``), so
+        the values are equal before and after a round trip."""
         labels = self.labels
+        prob_attr, alternatives_attr = self.prob_attr, self.alternatives_attr
         label_index = {label: i for i, label in enumerate(labels)}
         k = min(self.n_alternatives, len(labels))
         for doc, probs in zip(docs, probabilities):
@@ -281,8 +353,8 @@ class LSTMTagger(Tagger):
             top = numpy.argsort(-probs, axis=1, kind="stable")[:, :k]
             for token, row, best in zip(doc, probs, top):
                 i = label_index.get(token.tag_)
-                token._.tag_prob = None if i is None else float(row[i])
-                token._.tag_alternatives = [(labels[j], float(row[j])) for j in best]
+                token._.set(prob_attr, None if i is None else float(row[i]))
+                token._.set(alternatives_attr, tuple((labels[j], float(row[j])) for j in best))
 
     def _limit_threads_in_worker(self) -> None:
         """In a process forked or spawned by ``nlp.pipe(n_process=N)`` use one
@@ -397,19 +469,36 @@ class LSTMTagger(Tagger):
             scores.update(Scorer.score_token_attr_per_feat(examples, "morph", getter=_morph_key))
         return scores
 
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        record_labels_with_weights(self.model, self._labels_by_head())
+        return super().to_bytes(exclude=exclude)
+
+    def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
+        record_labels_with_weights(self.model, self._labels_by_head())
+        super().to_disk(path, exclude=exclude)
+
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "LSTMTagger":
+        built_attrs = dict(self.model.attrs)
         try:
             super().from_bytes(bytes_data, exclude=exclude)
+            self._check_loaded_weights(built_attrs, exclude)
         except Exception as err:
             raise _load_error(self.name, "bytes", err) from err
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "LSTMTagger":
+        built_attrs = dict(self.model.attrs)
         try:
             super().from_disk(path, exclude=exclude)
+            self._check_loaded_weights(built_attrs, exclude)
         except Exception as err:
             raise _load_error(self.name, str(path), err) from err
         return self
+
+    def _check_loaded_weights(self, built_attrs: Dict, exclude) -> None:
+        """The loaded cfg labels and model attrs must be the ones the weights were saved with."""
+        if "model" not in exclude:
+            check_loaded_weights(self.model, self._labels_by_head(), built_attrs)
 
 
 def _load_error(name: str, source: str, err: Exception) -> ValueError:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
-import spacy
 import srsly
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.training.converters import conllu_to_docs
+
+from .loading import load_pipeline
 
 
 def load_gold_docs(nlp: Language, path: Union[str, Path]) -> List[Doc]:
@@ -74,6 +75,20 @@ def most_confused_tags(pairs: List[Tuple[str, str]], n_tags: int) -> List[str]:
     return [tag for tag, _ in errors.most_common(n_tags)]
 
 
+PLOT_INSTALL = 'pip install "spacy-lstm-tagger[plot]"'
+
+
+def check_plotting() -> None:
+    """Fail before any work if matplotlib (the ``plot`` extra) is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            f"confusion.png needs matplotlib, which is not installed: {PLOT_INSTALL} "
+            "(or pass --no-plot to write confusion.json only)"
+        ) from None
+
+
 def plot_confusion(pairs: List[Tuple[str, str]], png_path: Path, n_tags: int = 15) -> None:
     """Confusion matrix (row-normalized, diagonal blanked) of the most confused tags."""
     import matplotlib
@@ -111,9 +126,15 @@ def plot_confusion(pairs: List[Tuple[str, str]], png_path: Path, n_tags: int = 1
 
 
 def run_confusion(model: Union[str, Path], data: Union[str, Path], output: Union[str, Path],
-                  top_n: int = 15, batch_size: int = 256) -> Dict:
-    """Evaluate ``model`` on ``data``; write ``confusion.json`` and ``confusion.png`` to ``output``."""
-    nlp = spacy.load(model)
+                  top_n: int = 15, batch_size: int = 256, plot: bool = True) -> Dict:
+    """Evaluate ``model`` on ``data``; write ``confusion.json`` (and with
+    ``plot``, ``confusion.png``) to ``output``. A missing model, a directory
+    that is not a pipeline or a pipeline without a tagger is a ``ModelError``."""
+    if plot:
+        check_plotting()
+    if not Path(data).exists():
+        raise FileNotFoundError(f"Evaluation data not found: {data}")
+    nlp = load_pipeline(model)
     pairs = tag_pairs(nlp, load_gold_docs(nlp, data), batch_size=batch_size)
     if not pairs:
         raise ValueError(f"No gold tags found in {data}: nothing to evaluate")
@@ -122,7 +143,8 @@ def run_confusion(model: Union[str, Path], data: Union[str, Path], output: Union
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output / "confusion.json", report)
-    plot_confusion(pairs, output / "confusion.png", n_tags=top_n)
+    if plot:
+        plot_confusion(pairs, output / "confusion.png", n_tags=top_n)
     return report
 
 

@@ -14,27 +14,23 @@ at the end of this module.
 """
 from dataclasses import dataclass
 from functools import partial
-from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy
-import srsly
 import torch
-from spacy.attrs import IDS as SPACY_ATTR_IDS
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from . import crf as crf_ops
+from . import weights
+from .config_checks import check_architecture_args
 from .featurize import cluster_table, featurize, n_affix_features, plan_windows, static_vectors_width
 from .pytorch_model import HEADS, WordCharBiLSTMTagger
 from .shim import pytorch_wrapper
+from .weights import MODEL_FORMAT, MODEL_FORMAT_VERSION, deserialize_torch_module, serialize_torch_module  # noqa: F401
 from .upstream import pad_into_windows, unpad_from_windows
-
-MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
-MODEL_FORMAT_VERSION = 1
-"""Bump when the saved weights change meaning; loading another version fails clearly."""
 
 HEAD_DIMS = {"tag": "nO", "pos": "nP", "morph": "nM"}
 """The model's heads (in the order of their columns) and the dim holding each one's size."""
@@ -107,6 +103,15 @@ def build_wordchar_bilstm_tagger(
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
+    check_architecture_args(
+        "spacy_lstm_tagger.WordCharBiLSTM.v1",
+        word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
+        word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
+        n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
+        dropout=dropout, word_dropout=word_dropout, max_window=max_window,
+        window_context=window_context, joint_pos=joint_pos, crf=crf,
+        include_static_vectors=include_static_vectors, nO=nO,
+    )
     return _build(
         word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
@@ -126,7 +131,7 @@ def build_wordchar_bilstm_tagger_v2(
     word_attr: str = "NORM",
     char_embed_size: int = 24,
     char_hidden_size: int = 32,
-    n_chars: int = 1024,
+    n_chars: int = 8192,
     max_word_chars: int = 16,
     n_prefixes: int = 3,
     n_suffixes: int = 4,
@@ -151,7 +156,10 @@ def build_wordchar_bilstm_tagger_v2(
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model, version 2.
 
-    As version 1 (see there for the shared arguments), plus:
+    As version 1 (see there for the shared arguments), with defaults that
+    win on small and large corpora alike (``configs/lstm_tagger_small.cfg``),
+    and ``n_chars`` 8192 so that non-Latin scripts (every code point from 256
+    up is hashed) share far fewer character rows. Plus:
 
     n_prefixes, n_suffixes, use_shape, n_affix_rows, affix_embed_size: each
         word type's lowercase prefixes of 1 to ``n_prefixes`` characters,
@@ -178,6 +186,16 @@ def build_wordchar_bilstm_tagger_v2(
         (into the shared component through a listener) unless that component
         is frozen, as with spaCy's tagger.
     """
+    check_architecture_args(
+        "spacy_lstm_tagger.WordCharBiLSTM.v2",
+        word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
+        word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
+        n_chars=n_chars, max_word_chars=max_word_chars, n_prefixes=n_prefixes, n_suffixes=n_suffixes,
+        use_shape=use_shape, n_affix_rows=n_affix_rows, affix_embed_size=affix_embed_size,
+        hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
+        max_window=max_window, window_context=window_context, joint_pos=joint_pos,
+        joint_morph=joint_morph, crf=crf, include_static_vectors=include_static_vectors, nO=nO,
+    )
     return _build(
         word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
@@ -210,20 +228,7 @@ def _build(
         raise ValueError(f"tok2vec_proj_size must be a positive integer with a tok2vec, got {tok2vec_proj_size}")
     if tok2vec is not None and not isinstance(tok2vec, Model):
         raise ValueError(f"tok2vec must be a Thinc Model[List[Doc], List[Floats2d]], got {type(tok2vec).__name__}")
-    _check_positive(
-        word_embed_size=word_embed_size, n_word_hashes=n_word_hashes,
-        char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
-        max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
-        max_window=max_window,
-    )
-    if n_word_rows < 2:
-        raise ValueError(f"n_word_rows must be at least 2, got {n_word_rows}")
-    if n_chars < 258:
-        raise ValueError(f"n_chars must be at least 258 (256 direct code points + pad + hashed), got {n_chars}")
-    if word_attr.upper() not in SPACY_ATTR_IDS:
-        raise ValueError(f"word_attr {word_attr!r} is not a spaCy token attribute (e.g. NORM, LOWER, ORTH)")
-    if n_prefixes < 0 or n_suffixes < 0:
-        raise ValueError(f"n_prefixes ({n_prefixes}) and n_suffixes ({n_suffixes}) must be >= 0")
+    # each argument's bounds: config_checks.check_architecture_args, called by the builders
     n_affixes = n_affix_features(n_prefixes, n_suffixes, use_shape)
     if n_affixes and (n_affix_rows < 2 or affix_embed_size < 1):
         raise ValueError(
@@ -265,12 +270,6 @@ def _build(
         attrs={"joint_pos": joint_pos, "joint_morph": joint_morph, "crf": crf},
     )
     return model
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
 def get_torch_module(model: Model) -> WordCharBiLSTMTagger:
@@ -455,65 +454,6 @@ def convert_outputs(
     return outputs, backprop
 
 
-def serialize_torch_module(module: WordCharBiLSTMTagger) -> bytes:
-    """The module's state dict (tensors only), tagged with a format version."""
-    buffer = BytesIO()
-    torch.save(module.state_dict(), buffer)
-    return srsly.msgpack_dumps(
-        {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "state": buffer.getvalue()}
-    )
-
-
-def deserialize_torch_module(
-    module: WordCharBiLSTMTagger, data: bytes, device: "torch.device"
-) -> WordCharBiLSTMTagger:
-    """Load weights saved by :func:`serialize_torch_module`, on ``device``.
-
-    The output layer is sized from the saved weights, so a pipeline loads
-    without calling ``initialize`` first; any other size disagreement between
-    the config and the weights is reported by parameter name.
-    """
-    try:
-        msg = srsly.msgpack_loads(data)
-        fmt = msg.get("format"), msg.get("format_version")
-        state_bytes = msg["state"]
-    except Exception as err:  # msgpack raises many types on garbage
-        raise ValueError(f"lstm_tagger weights are corrupted or not in {MODEL_FORMAT} format: {err}") from err
-    if fmt != (MODEL_FORMAT, MODEL_FORMAT_VERSION):
-        raise ValueError(
-            f"lstm_tagger weights have format {fmt[0]!r} version {fmt[1]!r}, but this version of "
-            f"spacy-lstm-tagger reads {MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION}. "
-            "Retrain the pipeline or install the spacy-lstm-tagger version it was saved with."
-        )
-    try:
-        state = torch.load(BytesIO(state_bytes), map_location=device, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"lstm_tagger weights are truncated or corrupted: {err}") from err
-    if "output.weight" in state:
-        module.resize_output(state["output.weight"].shape[0])
-    for head in HEADS[1:]:
-        module.resize_head(head, state[f"{head}.weight"].shape[0] if f"{head}.weight" in state else 0)
-    if "vectors_proj.weight" in state:
-        module.resize_vectors(state["vectors_proj.weight"].shape[1])
-    if "upstream_proj.weight" in state and module.upstream_size:
-        module.resize_upstream(state["upstream_proj.weight"].shape[1])
-    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state.items()}
-    if expected != found:
-        diffs = [
-            f"{name}: config gives {expected.get(name)}, weights have {found.get(name)}"
-            for name in sorted(set(expected) | set(found))
-            if expected.get(name) != found.get(name)
-        ]
-        raise ValueError(
-            "The lstm_tagger model config does not match the saved weights "
-            "(was config.cfg edited?): " + "; ".join(diffs)
-        )
-    module.load_state_dict(state)
-    module.to(device)
-    return module
-
-
 # --- What the component needs from the model, without touching torch ---
 
 def crf_decode(model: Model, tag_scores: Sequence[Floats2d]) -> List[numpy.ndarray]:
@@ -542,6 +482,23 @@ def _crf(model: Model):
     if crf is None:
         raise ValueError("This lstm_tagger model has no CRF (crf = false) or no labels yet")
     return crf
+
+
+def record_labels_with_weights(model: Model, labels_by_head: Dict[str, Optional[Sequence[str]]]) -> None:
+    """Have the next save store a fingerprint of each head's labels (by
+    :data:`HEAD_DIMS` name; ``None`` = head off) and the model's switches with the weights."""
+    weights.describe_weights(get_torch_module(model), labels_by_head, model.attrs)
+
+
+def check_loaded_weights(
+    model: Model, labels_by_head: Dict[str, Optional[Sequence[str]]], built_attrs: Dict[str, Any]
+) -> None:
+    """After loading: the component's labels and the model file's attrs must
+    agree with the weights (``built_attrs``: the attrs before loading, as the
+    config built them). See :func:`weights.check_loaded_weights`."""
+    weights.check_loaded_weights(
+        get_torch_module(model), labels_by_head, built_attrs=built_attrs, loaded_attrs=model.attrs
+    )
 
 
 def use_single_thread() -> None:

@@ -1,15 +1,20 @@
 """Shared fixtures: a tiny model config and a tiny hand-made corpus, so the
 default test suite trains in seconds and needs no downloaded data."""
+import inspect
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 import spacy
 import torch
 from spacy.language import Language
 from spacy.training import Example
-from thinc.api import fix_random_seed
+from thinc.api import Optimizer, fix_random_seed
+
+from spacy_lstm_tagger.model import get_torch_module
 
 # One torch thread: tests are tiny, and several threads on a busy 2-core
 # machine spin-wait far more than they compute.
@@ -42,16 +47,60 @@ def make_examples(nlp: Language, data=TRAIN_DATA) -> List[Example]:
     return [Example.from_dict(nlp.make_doc(text), annots) for text, annots in data]
 
 
-def train_tiny(n_iter: int = 60, data=TRAIN_DATA, seed: int = 0, **model_overrides) -> Language:
-    """A blank English pipeline with a tiny lstm_tagger trained on ``data``."""
+@dataclass
+class TaggerSetup:
+    nlp: Language
+    tagger: Any  # the LSTMTagger component
+    examples: List[Example]
+    optimizer: Optional[Optimizer]
+
+
+def new_pipeline(
+    data=TRAIN_DATA, *, initialize: bool = True, seed: int = 0, component: Optional[dict] = None, **model_overrides
+) -> TaggerSetup:
+    """A blank English pipeline with a tiny ``lstm_tagger`` (``component``
+    settings, model settings overriding TINY_MODEL), initialized on ``data``
+    unless ``initialize`` is false."""
     fix_random_seed(seed)
     nlp = spacy.blank("en")
-    nlp.add_pipe("lstm_tagger", config={"model": {**TINY_MODEL, **model_overrides}})
+    tagger = nlp.add_pipe("lstm_tagger", config={**(component or {}), "model": {**TINY_MODEL, **model_overrides}})
     examples = make_examples(nlp, data)
-    optimizer = nlp.initialize(lambda: examples)
+    optimizer = nlp.initialize(lambda: examples) if initialize else None
+    return TaggerSetup(nlp, tagger, examples, optimizer)
+
+
+@pytest.fixture
+def new_tagger() -> Callable[..., TaggerSetup]:
+    """The blank-pipeline / add_pipe / initialize setup most tests start from
+    (see :func:`new_pipeline`); call it with the settings the test needs."""
+    return new_pipeline
+
+
+def train_tiny(n_iter: int = 60, data=TRAIN_DATA, seed: int = 0, **model_overrides) -> Language:
+    """A blank English pipeline with a tiny lstm_tagger trained on ``data``."""
+    setup = new_pipeline(data, seed=seed, **model_overrides)
     for _ in range(n_iter):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
+        setup.nlp.update(setup.examples, sgd=setup.optimizer)
+    return setup.nlp
+
+
+@contextmanager
+def record_torch_inputs(tagger) -> Iterator[List[Dict[str, Any]]]:
+    """Record the inputs of every call of the tagger's torch module, by
+    parameter name (``word_ids``, ``char_ids``, ``lengths``...), through a
+    forward pre-hook: what the model really computed on, not a recomputation."""
+    module = get_torch_module(tagger.model)
+    signature = inspect.signature(module.forward)
+    calls: List[Dict[str, Any]] = []
+
+    def hook(_module, args, kwargs):
+        calls.append(dict(signature.bind(*args, **kwargs).arguments))
+
+    handle = module.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield calls
+    finally:
+        handle.remove()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Adam
 
-from conftest import TINY_MODEL, TRAIN_DATA, make_examples, train_tiny
+from conftest import TINY_MODEL, TRAIN_DATA, train_tiny
 from spacy_lstm_tagger.model import get_torch_module
 
 TEST_TEXTS = [text for text, _ in TRAIN_DATA] + ["", "green ham", "I", "They ate the blue eggs quickly"]
@@ -31,6 +31,29 @@ def run_python(code: str) -> str:
 def test_overfitting_learns_training_tags_exactly(trained_nlp):
     for text, annots in TRAIN_DATA:
         assert [t.tag_ for t in trained_nlp(text)] == annots["tags"]
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_overfitting_IO(new_tagger, crf):
+    """spaCy's test_overfitting_IO: the loss goes to ~0, unseen sentences made
+    of seen words are tagged right, and a negative label unlearns a tag."""
+    setup = new_tagger(crf=crf)
+    nlp, examples = setup.nlp, setup.examples
+    optimizer = Adam(0.01)
+    for _ in range(50):
+        losses = {}
+        nlp.update(examples, sgd=optimizer, losses=losses)
+    # 16 tokens: at the start the loss is ~35 (16 * ln 9)
+    assert losses["lstm_tagger"] < 0.05
+    unseen = {"I like blue eggs": ["PRP", "VBP", "JJ", "NNS"], "They ate green ham": ["PRP", "VBD", "JJ", "NN"]}
+    for text, gold in unseen.items():
+        assert [t.tag_ for t in nlp(text)] == gold
+    negative = Example.from_dict(nlp.make_doc("I like blue eggs"), {"tags": ["!PRP", "VBP", "JJ", "NNS"]})
+    for _ in range(20):
+        nlp.update([negative], sgd=optimizer)
+    tags = [t.tag_ for t in nlp("I like blue eggs")]
+    assert tags[0] != "PRP"
+    assert tags[1:] == ["VBP", "JJ", "NNS"]
 
 
 def test_factory_meta():
@@ -79,10 +102,9 @@ def test_roundtrip_disk_and_bytes_in_fresh_process(trained_nlp, tmp_path):
     assert from_bytes == expected
 
 
-def test_roundtrip_bytes_is_bit_identical(trained_nlp):
+def test_roundtrip_bytes_is_bit_identical(trained_nlp, new_tagger):
     data = trained_nlp.to_bytes()
-    nlp = spacy.blank("en")
-    nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
+    nlp = new_tagger(initialize=False).nlp
     nlp.from_bytes(data)
     assert nlp.to_bytes() == data
     assert tags(nlp) == tags(trained_nlp)
@@ -120,13 +142,10 @@ def test_scores_batch_size_invariant(trained_nlp):
             numpy.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_partial_annotation_missing_tags_are_ignored():
-    nlp = spacy.blank("en")
-    tagger = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
-    words = ["I", "like", "green", "eggs"]
-    full = Example.from_dict(Doc(nlp.vocab, words=words), {"tags": ["PRP", "VBP", "JJ", "NNS"]})
-    partial = Example.from_dict(Doc(nlp.vocab, words=words), {"tags": ["PRP", "", "JJ", ""]})
-    nlp.initialize(lambda: [full])
+def test_partial_annotation_missing_tags_are_ignored(new_tagger):
+    setup = new_tagger(TRAIN_DATA[:1])
+    nlp, tagger = setup.nlp, setup.tagger
+    partial = Example.from_dict(nlp.make_doc("I like green eggs"), {"tags": ["PRP", "", "JJ", ""]})
     scores = tagger.model.predict([partial.predicted])
     loss, d_scores = tagger.get_loss([partial], scores)
     assert not d_scores[0][1].any() and not d_scores[0][3].any()
@@ -136,18 +155,14 @@ def test_partial_annotation_missing_tags_are_ignored():
     nlp.update([partial], sgd=optimizer)
 
 
-def test_no_labels_gives_clear_error():
-    nlp = spacy.blank("en")
-    nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
-    example = Example.from_dict(nlp.make_doc("a b"), {})
+def test_no_labels_gives_clear_error(new_tagger):
     with pytest.raises(ValueError, match="no labels|E143"):
-        nlp.initialize(lambda: [example])
+        new_tagger([("a b", {})])
 
 
-def test_explicit_labels_and_add_label():
-    nlp = spacy.blank("en")
-    tagger = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
-    examples = make_examples(nlp)
+def test_explicit_labels_and_add_label(new_tagger):
+    setup = new_tagger(initialize=False)
+    nlp, tagger, examples = setup.nlp, setup.tagger, setup.examples
     labels = ["DT", "JJ", "NN", "NNS", "PRP", "RB", "VB", "VBD", "VBP", "XX"]
     # what `spacy init labels` + [initialize.components.lstm_tagger] labels do
     nlp.config["initialize"]["components"]["lstm_tagger"] = {"labels": labels}
@@ -174,11 +189,9 @@ def test_overwrite(trained_nlp, overwrite):
         tagger.cfg["overwrite"] = old
 
 
-def test_label_smoothing_and_neg_prefix_reach_the_loss():
-    nlp = spacy.blank("en")
-    tagger = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL, "label_smoothing": 0.2, "neg_prefix": "NOT_"})
-    examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
+def test_label_smoothing_and_neg_prefix_reach_the_loss(new_tagger):
+    setup = new_tagger(component={"label_smoothing": 0.2, "neg_prefix": "NOT_"})
+    nlp, tagger, examples = setup.nlp, setup.tagger, setup.examples
     scores = tagger.model.predict([examples[0].predicted])
     _, d_smooth = tagger.get_loss(examples[:1], scores)
     tagger.cfg["label_smoothing"] = 0.0
@@ -191,12 +204,11 @@ def test_label_smoothing_and_neg_prefix_reach_the_loss():
     assert numpy.count_nonzero(d_neg[0][0]) == 1
 
 
-def test_training_through_config(tmp_path):
+def test_training_through_config(new_tagger, tmp_path):
     from spacy.tokens import DocBin
 
-    nlp = spacy.blank("en")
     db = DocBin()
-    for ex in make_examples(nlp):
+    for ex in new_tagger(initialize=False).examples:
         db.add(ex.reference)
     db.to_disk(tmp_path / "train.spacy")
     model_args = [f"--components.lstm_tagger.model.{k}={v}" for k, v in TINY_MODEL.items()]
@@ -218,11 +230,9 @@ def test_n_process_2_equals_single_process(trained_nlp):
     assert [[t.tag_ for t in d] for d in trained_nlp.pipe(texts, n_process=2, batch_size=4)] == tags(trained_nlp, texts)
 
 
-def test_averaged_parameters_reach_the_torch_weights():
-    nlp = spacy.blank("en")
-    tagger = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
-    examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
+def test_averaged_parameters_reach_the_torch_weights(new_tagger):
+    setup = new_tagger()
+    nlp, tagger, examples = setup.nlp, setup.tagger, setup.examples
     optimizer = Adam(0.01, use_averages=True)
     for _ in range(5):
         nlp.update(examples, sgd=optimizer)
@@ -237,12 +247,10 @@ def test_averaged_parameters_reach_the_torch_weights():
         assert torch.equal(value, raw[name])
 
 
-def test_optimizer_updates_parameters_in_place():
+def test_optimizer_updates_parameters_in_place(new_tagger):
     """No new tensor per step: Thinc's shim rebinding `.data` leaked memory."""
-    nlp = spacy.blank("en")
-    tagger = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
-    examples = make_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
+    setup = new_tagger()
+    nlp, tagger, examples, optimizer = setup.nlp, setup.tagger, setup.examples, setup.optimizer
     module = get_torch_module(tagger.model)
     before = {n: (p.data_ptr(), p.detach().clone()) for n, p in module.named_parameters()}
     nlp.update(examples, sgd=optimizer)
@@ -251,11 +259,9 @@ def test_optimizer_updates_parameters_in_place():
     assert any(not torch.equal(p, before[n][1]) for n, p in module.named_parameters())
 
 
-def test_config_dropout_reaches_torch():
-    nlp = spacy.blank("en")
-    tagger = nlp.add_pipe("lstm_tagger", config={"model": {**TINY_MODEL, "dropout": 0.5}})
-    examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
+def test_config_dropout_reaches_torch(new_tagger):
+    setup = new_tagger(dropout=0.5)
+    tagger, examples = setup.tagger, setup.examples
     module = get_torch_module(tagger.model)
     assert module.input_dropout.p == 0.5 and module.output_dropout.p == 0.5
     docs = [examples[0].predicted]
@@ -265,11 +271,9 @@ def test_config_dropout_reaches_torch():
     numpy.testing.assert_array_equal(tagger.model.predict(docs)[0], tagger.model.predict(docs)[0])
 
 
-def test_model_without_dropout_is_deterministic_in_training_mode():
-    nlp = spacy.blank("en")
-    tagger = nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
-    examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
+def test_model_without_dropout_is_deterministic_in_training_mode(new_tagger):
+    setup = new_tagger()
+    tagger, examples = setup.tagger, setup.examples
     docs = [examples[0].predicted]
     a, _ = tagger.model.begin_update(docs)
     numpy.testing.assert_allclose(a[0], tagger.model.predict(docs)[0], rtol=1e-6)

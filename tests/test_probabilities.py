@@ -1,9 +1,11 @@
 """Tag probabilities: token._.tag_prob and token._.tag_alternatives."""
+import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc, DocBin
 
 from conftest import TRAIN_DATA
+from spacy_lstm_tagger.model import split_heads
 
 
 @pytest.fixture
@@ -18,8 +20,19 @@ def test_probabilities_off_by_default(trained_nlp):
 
 
 def test_probabilities_are_consistent_with_tags(prob_nlp, trained_nlp):
-    for text, annots in TRAIN_DATA:
+    tagger = prob_nlp.get_pipe("lstm_tagger")
+    labels = tagger.labels
+    for text, annots in TRAIN_DATA + [("They ate green ham", None)]:
         doc = prob_nlp(text)
+        # the model's own tag probabilities, best two per token
+        [rows] = split_heads(tagger.model, tagger.model.predict([prob_nlp.make_doc(text)]))["tag"]
+        best = numpy.argsort(-rows, axis=1, kind="stable")[:, :2]
+        assert [[tag for tag, _ in t._.tag_alternatives] for t in doc] == [[labels[j] for j in b] for b in best]
+        numpy.testing.assert_allclose(
+            [[p for _, p in t._.tag_alternatives] for t in doc], numpy.take_along_axis(rows, best, axis=1), rtol=1e-6
+        )
+        if annots is None:
+            continue
         assert [t.tag_ for t in doc] == annots["tags"] == [t.tag_ for t in trained_nlp(text)]
         for token in doc:
             assert 0.0 < token._.tag_prob <= 1.0
@@ -60,7 +73,6 @@ def test_probabilities_survive_docbin_with_user_data(prob_nlp):
     assert all(t._.tag_prob is None for t in list(plain.get_docs(prob_nlp.vocab))[0])
 
 
-def test_n_alternatives_must_be_positive():
-    nlp = spacy.blank("en")
+def test_n_alternatives_must_be_positive(new_tagger):
     with pytest.raises(ValueError, match="n_alternatives"):
-        nlp.add_pipe("lstm_tagger", config={"n_alternatives": 0})
+        new_tagger(initialize=False, component={"n_alternatives": 0})

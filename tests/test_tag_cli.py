@@ -1,4 +1,4 @@
-"""`python -m spacy_lstm_tagger tag`: local engine, nlp.pipe(n_process=2) and
+"""`python -m spacy_lstm_tagger tag`: local engine, a pool of 2 processes and
 Dask on a 2-worker LocalCluster give identical partitions; a worker killed
 mid-run loses and duplicates nothing; a re-run skips finished partitions."""
 import json

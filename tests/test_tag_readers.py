@@ -120,3 +120,23 @@ def test_writer_is_atomic_and_leaves_no_temp_files(tmp_path, trained_nlp):
     assert is_done(tmp_path, "part-00000", ("spacy", "jsonl"))
     with pytest.raises(ValueError, match="Unknown output format"):
         parse_formats("csv")
+
+
+def test_a_partition_edited_after_planning_is_an_error(tmp_path):
+    """Same size, same lines, other bytes: reading the partition fails instead
+    of tagging text the run did not plan (and the manifest did not record)."""
+    path = tmp_path / "in.txt"
+    path.write_text("I like ham\nEat eggs\n", encoding="utf8")
+    partitions, described = plan_partitions([path], 1)
+    assert [len(p.sha256) for p in partitions] == [64, 64] and len(described[0]["sha256"]) == 64
+    path.write_text("I like ham\nEat legs\n", encoding="utf8")
+    assert [r.text for r in read_partition(partitions[0])] == ["I like ham"]
+    with pytest.raises(InputError, match=r"in.txt: partition part-00001 \(from line 2\) changed since the run"):
+        read_partition(partitions[1])
+
+
+def test_conllu_empty_form_names_the_line(tmp_path):
+    path = tmp_path / "in.conllu"
+    path.write_text("# sent_id = a\n1\tI\t_\t_\t_\t_\t_\t_\t_\t_\n2\t\t_\t_\t_\t_\t_\t_\t_\t_\n", encoding="utf8")
+    with pytest.raises(InputError, match=r"in.conllu:3: empty FORM \(column 2\) of token 2"):
+        plan_partitions([path], 10)

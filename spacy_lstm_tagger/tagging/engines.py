@@ -1,90 +1,41 @@
 """Tag a corpus partition by partition, on one machine or on Dask.
 
-* ``local``: one process (``n_process=1``), or ``nlp.pipe(n_process=N)``;
-  the component uses one torch thread in each worker process.
+* ``local``: one process (``n_process=1``), or a pool of ``N`` worker
+  processes of our own (``pool.py``), one torch thread each.
 * ``dask``: one task per partition on a ``distributed`` cluster (a
   ``LocalCluster`` of single-threaded worker processes, or any cluster given
   its scheduler address). Each worker loads the model once (a worker plugin
   sets torch to one thread and preloads it; tasks use a per-process cache).
 
-Both engines write every partition with the same atomic writer, so they
-produce identical files, a re-run skips the partitions already written, and
+Every engine tags a partition in one piece (batches never span two
+partitions) and writes it with the same atomic writer, so they produce
+identical files, a re-run skips the partitions already written, and
 a killed worker (whose tasks Dask reschedules) loses and duplicates nothing.
 Input files, the model and the output directory must be at the same paths
 on every worker (a shared filesystem) when the cluster spans machines.
 """
-import json
-import os
+import signal
+import socket
 import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Union
 
-from spacy.language import Language
-from spacy.tokens import Doc
+from ..loading import check_model
+from .core import (
+    Interrupted, OutputError, OutputMismatchError, TaggingError, TagJob, TagStats, load_model, tag_partition,
+)
+from .core import progress_bar as _progress  # (a module attribute: tests replace it)
+from .manifest import model_fingerprint, prepare_output, write_or_verify_manifest
+from .readers import Partition, plan_partitions
+from .writers import is_done, parse_formats, remove_stale_tmp_files
 
-from .readers import Partition, Record, plan_partitions, read_partition
-from .writers import count_words, is_done, parse_formats, remove_stale_tmp_files, write_partition
+__all__ = ["ENGINES", "Interrupted", "OutputError", "OutputMismatchError", "TaggingError", "TagJob", "TagStats",
+           "tag_corpus", "tag_partition"]
 
 ENGINES = ("local", "dask")
-MANIFEST = "manifest.json"
-
-
-class OutputMismatchError(ValueError):
-    """The output directory holds partitions of a different run."""
-
-
-class TaggingError(RuntimeError):
-    """A partition failed to tag."""
-
-
-@dataclass
-class TagStats:
-    engine: str
-    output: str
-    n_partitions: int = 0
-    n_skipped: int = 0
-    n_submitted: int = 0
-    n_docs: int = 0
-    n_words: int = 0
-    seconds: float = 0.0
-    setup_seconds: float = 0.0  # part of ``seconds``: loading the model, starting the cluster
-    workers: Optional[int] = None
-    removed_tmp_files: int = 0
-    skipped: List[str] = field(default_factory=list)
-
-    @property
-    def docs_per_s(self) -> float:
-        """Documents per second of the whole run (setup included)."""
-        return self.n_docs / self.seconds if self.seconds else 0.0
-
-    @property
-    def words_per_s(self) -> float:
-        return self.n_words / self.seconds if self.seconds else 0.0
-
-    def to_dict(self) -> Dict[str, Any]:
-        data = asdict(self)
-        data.pop("skipped")
-        data.update(docs_per_s=round(self.docs_per_s, 1), words_per_s=round(self.words_per_s, 1))
-        return data
-
-
-# --- tagging one partition (shared by every engine) --------------------------
-
-_NLP_CACHE: Dict[str, Language] = {}
-_NLP_LOCK = threading.Lock()
-
-
-def load_model(model: str) -> Language:
-    """``spacy.load(model)``, once per process."""
-    with _NLP_LOCK:
-        if model not in _NLP_CACHE:
-            import spacy
-
-            _NLP_CACHE[model] = spacy.load(model)
-        return _NLP_CACHE[model]
+SCHEDULER_CONNECT_TIMEOUT = 5.0  # seconds to reach a --scheduler before giving up
 
 
 def model_id(model: Union[str, Path]) -> str:
@@ -93,79 +44,70 @@ def model_id(model: Union[str, Path]) -> str:
     return str(path.resolve()) if path.exists() else str(model)
 
 
-def check_model(model: str) -> None:
-    """Fail before any work starts if the model is neither a directory nor a package."""
+def _fingerprint(model: str) -> Optional[str]:
+    """The model's fingerprint, or None when only the workers can see it
+    (a ``--scheduler`` run whose model path exists on the workers only)."""
     from spacy.util import is_package
 
-    if not Path(model).exists() and not is_package(model):
-        raise FileNotFoundError(f"Model not found: {model} is neither a pipeline directory nor an installed package")
+    return model_fingerprint(model) if Path(model).exists() or is_package(model) else None
 
 
-def record_input(nlp: Language, record: Record) -> Union[str, Doc]:
-    if record.text is not None:
-        return record.text
-    return Doc(nlp.vocab, words=record.words, spaces=record.spaces, sent_starts=record.sent_starts)
+def _at_least_one(**values: Optional[int]) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
-def attach_info(doc: Doc, record: Record) -> Doc:
-    """Keep where the Doc came from in ``doc.user_data["input"]`` (stored in the DocBin)."""
-    info: Dict[str, Any] = {"source": record.source, "line": record.line}
-    if record.text is None:
-        info.update(record.meta)  # CoNLL-U sent_id / newdoc_id
-    elif record.meta:
-        info["meta"] = record.meta
-    doc.user_data["input"] = info
-    return doc
+def check_scheduler(address: str, timeout: float = SCHEDULER_CONNECT_TIMEOUT) -> None:
+    """Fail fast, naming the address, if nothing listens there (Dask's own
+    client would retry for its connect timeout, 30 s by default)."""
+    scheme, sep, rest = address.rpartition("://")
+    if (scheme if sep else "tcp") not in ("tcp", "tls", "ws", "wss"):
+        return  # (inproc://, ucx://...: left to Dask)
+    rest = rest.split("/")[0]
+    host, colon, port = rest.rpartition(":")
+    if not colon or host.endswith(":") or "]" in port:  # no port given (or a bare IPv6 address)
+        host, port = rest, "8786"
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise ValueError(f"Bad --scheduler address {address!r}: expected tcp://HOST:PORT") from None
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", port_number), timeout=timeout):
+            pass
+    except OSError as err:
+        raise TaggingError(f"Can't reach the Dask scheduler at {address}: {err.strerror or err}") from None
 
 
-def tag_records(nlp: Language, records: Sequence[Record], batch_size: int) -> List[Doc]:
-    inputs = (record_input(nlp, r) for r in records)
-    return [attach_info(doc, r) for doc, r in zip(nlp.pipe(inputs, batch_size=batch_size), records)]
+class _Signalled(BaseException):
+    """Raised by the signal handler; a BaseException (like KeyboardInterrupt)
+    so that no ``except Exception`` on the way swallows it."""
 
 
-def tag_partition(partition: Partition, model: str, output: str, formats: Sequence[str],
-                  batch_size: int) -> Dict[str, Any]:
-    """Tag one partition and write it atomically (the Dask task). A partition
-    whose files already exist (e.g. a rescheduled task) is not redone."""
-    result = {"index": partition.index, "name": partition.name, "n_docs": partition.n_docs,
-              "n_words": 0, "status": "exists", "pid": os.getpid()}
-    if is_done(output, partition.name, formats):
-        result["n_words"] = count_words(output, partition.name, formats)
-        return result
-    nlp = load_model(model)
-    docs = tag_records(nlp, read_partition(partition), batch_size)
-    write_partition(docs, output, partition.name, formats)
-    result.update(n_words=sum(len(d) for d in docs), status="written")
-    return result
-
-
-# --- the run ------------------------------------------------------------------
-
-def check_manifest(output: Path, manifest: Dict[str, Any]) -> None:
-    """Write the run's manifest, or check that an existing one describes the
-    same model, inputs and partitioning (otherwise skipping would be wrong)."""
-    path = output / MANIFEST
-    # (a manifest without any finished partition, e.g. from a run whose model
-    # failed to load, is simply replaced)
-    if path.exists() and any(output.glob("part-*")):
-        old = json.loads(path.read_text(encoding="utf8"))
-        for key in ("model", "partition_size", "conllu_unit", "inputs"):
-            if old.get(key) != manifest[key]:
-                raise OutputMismatchError(
-                    f"{output} holds the output of a different run ({key}: {old.get(key)!r} there, "
-                    f"{manifest[key]!r} now): re-run with the same arguments to resume, or use a new --output"
-                )
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`_Signalled` (in the main thread, the
+    only one where handlers can be set), so the engines clean up on the way
+    out: workers terminated and joined, temporary files removed. Further
+    signals are ignored while that runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    tmp = path.with_name(f".{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf8")
-    os.replace(tmp, path)
+    signals = (signal.SIGINT, signal.SIGTERM)
 
+    def handler(signum: int, frame: Any) -> None:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Signalled(f"Interrupted by {signal.Signals(signum).name}")
 
-def _progress(total: int, progress: Optional[bool], desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="doc", desc=desc, dynamic_ncols=True, smoothing=0.1,
-                disable=None if progress is None else not progress)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def tag_corpus(
@@ -185,37 +127,52 @@ def tag_corpus(
     client: Any = None,
     threads: Optional[int] = None,
     progress: Optional[bool] = None,
+    probabilities: bool = False,
 ) -> TagStats:
     """Tag ``inputs`` with ``model`` into ``output``/part-NNNNN.{spacy,jsonl}.
 
-    engine "local": ``n_process`` processes (``nlp.pipe``); ``threads`` sets
-    torch's threads in the single process (default: torch's default).
+    engine "local": ``n_process`` processes (a pool of our own when > 1);
+    ``threads`` sets torch's threads in the single process (default: torch's
+    default) or in each worker process (default 1).
     engine "dask": ``client`` (an existing ``distributed.Client``), else
     ``scheduler`` (an address), else a new ``LocalCluster`` of ``n_workers``
     single-threaded processes (default: one per CPU); ``threads`` torch
-    threads per worker (default 1).
+    threads per worker (default 1). ``probabilities``: every lstm_tagger
+    stores its tag probabilities (in the DocBin's user data and the JSONL).
+
+    Every check (arguments, inputs, model, output directory, scheduler)
+    runs before anything is written.
     """
     if engine not in ENGINES:
         raise ValueError(f"Unknown engine {engine!r}: expected {' or '.join(ENGINES)}")
-    if batch_size < 1 or n_process < 1:
-        raise ValueError("batch_size and n_process must be at least 1")
+    _at_least_one(batch_size=batch_size, n_process=n_process, partition_size=partition_size, threads=threads,
+                  n_workers=n_workers)
     if engine == "dask" and n_process != 1:
         raise ValueError("--n-process is for the local engine; with Dask use --n-workers (one process each)")
     formats = parse_formats(formats)
     model = model_id(model)
     if engine == "local" or (client is None and scheduler is None):
         check_model(model)
+    if engine == "dask" and client is None and scheduler:
+        check_scheduler(scheduler)
     output = Path(output)
     partitions, described = plan_partitions(inputs, partition_size, input_format, conllu_unit)
-    output.mkdir(parents=True, exist_ok=True)
-    for item in described:
-        item["resolved"] = str(Path(item["path"]).resolve())
-    check_manifest(output, {
-        "model": model, "partition_size": partition_size, "conllu_unit": conllu_unit,
-        "inputs": [{k: d[k] for k in ("resolved", "format", "bytes", "n_docs")} for d in described],
+    preload_seconds = 0.0
+    if engine == "local":  # a model that fails to load fails before anything is written
+        preload_start = time.perf_counter()
+        load_model(model, probabilities)  # (--n-process workers inherit it: they fork)
+        preload_seconds = time.perf_counter() - preload_start
+    manifest = {
+        "model": model, "model_sha256": _fingerprint(model), "partition_size": partition_size,
+        "conllu_unit": conllu_unit, "probabilities": probabilities,
+        "inputs": [{"resolved": str(Path(d["path"]).resolve()), **{k: d[k] for k in ("format", "bytes", "n_docs",
+                                                                                       "sha256")}}
+                   for d in described],
         "partitions": [{"name": p.name, "source": p.source, "first_doc": p.first_doc, "n_docs": p.n_docs,
-                        "line": p.line} for p in partitions],
-    })
+                        "line": p.line, "sha256": p.sha256} for p in partitions],
+    }
+    prepare_output(output)
+    write_or_verify_manifest(output, manifest)
     stats = TagStats(engine=engine if engine == "dask" else f"local(n_process={n_process})", output=str(output))
     stats.removed_tmp_files = remove_stale_tmp_files(output)
     stats.n_partitions = len(partitions)
@@ -224,55 +181,46 @@ def tag_corpus(
     stats.skipped = [p.name for p in partitions if p.name not in pending_names]
     stats.n_skipped = len(stats.skipped)
     stats.n_submitted = len(pending)
+    job = TagJob(model=model, output=str(output), formats=formats, batch_size=batch_size, threads=threads,
+                 probabilities=probabilities)
     start = time.perf_counter()
-    if pending:
-        if engine == "local":
-            _run_local(stats, pending, model, output, formats, batch_size, n_process, threads, progress)
-        else:
-            _run_dask(stats, pending, model, output, formats, batch_size, client, scheduler, n_workers,
-                      threads, progress)
-    stats.seconds = time.perf_counter() - start
-    stats.removed_tmp_files += remove_stale_tmp_files(output)
+    try:
+        with _signals_interrupt():
+            if pending and engine == "local":
+                _run_local(stats, pending, job, n_process, progress)
+            elif pending:
+                from .dask_engine import DaskOptions, run_dask  # needs the optional `distributed` package
+
+                run_dask(stats, pending, job, DaskOptions(client=client, scheduler=scheduler, n_workers=n_workers),
+                         progress)
+    except _Signalled as err:
+        done = sum(is_done(output, p.name, formats) for p in partitions)
+        raise Interrupted(
+            f"{err}: {done} of {len(partitions)} partitions are written (each complete). Re-run the same "
+            "command to resume."
+        ) from None
+    finally:  # (the workers are stopped by now: what is left of a killed writer goes)
+        stats.removed_tmp_files += remove_stale_tmp_files(output)
+    stats.setup_seconds += preload_seconds
+    stats.seconds = time.perf_counter() - start + preload_seconds
     return stats
 
 
-def _run_local(stats: TagStats, pending: List[Partition], model: str, output: Path, formats: Sequence[str],
-               batch_size: int, n_process: int, threads: Optional[int], progress: Optional[bool]) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    setup_start = time.perf_counter()
-    nlp = load_model(model)
-    stats.setup_seconds = time.perf_counter() - setup_start
-    stats.workers = n_process
+def _run_local(stats: TagStats, pending: List[Partition], job: TagJob, n_process: int,
+               progress: Optional[bool]) -> None:
     with _progress(sum(p.n_docs for p in pending), progress, "tagging") as bar:
-        if n_process == 1:
-            for part in pending:
-                result = tag_partition(part, model, str(output), formats, batch_size)
-                stats.n_docs += result["n_docs"]
-                stats.n_words += result["n_words"]
-                bar.update(result["n_docs"])
+        if n_process > 1:
+            from .pool import run_pool
+
+            run_pool(stats, pending, job, n_process, bar)
             return
-        # One pool of processes for the whole run; Docs come back in order and
-        # are regrouped into their partitions.
-        def inputs() -> Iterator[Tuple[Union[str, Doc], Tuple[Partition, Record]]]:
-            for part in pending:
-                for record in read_partition(part):
-                    yield record_input(nlp, record), (part, record)
+        if job.threads:
+            import torch
 
-        buffer: List[Doc] = []
-        for doc, (part, record) in nlp.pipe(inputs(), as_tuples=True, batch_size=batch_size, n_process=n_process):
-            buffer.append(attach_info(doc, record))
-            bar.update(1)
-            if len(buffer) == part.n_docs:
-                write_partition(buffer, output, part.name, formats)
-                stats.n_docs += len(buffer)
-                stats.n_words += sum(len(d) for d in buffer)
-                buffer = []
-
-
-def _run_dask(*args, **kwargs) -> None:
-    from .dask_engine import run_dask  # needs the optional `distributed` package
-
-    run_dask(*args, **kwargs)
+            torch.set_num_threads(job.threads)
+        stats.workers = 1
+        for part in pending:
+            result = tag_partition(part, job, on_batch=bar.update)
+            stats.add(result)
+            if result["status"] == "exists":
+                bar.update(result["n_docs"])
