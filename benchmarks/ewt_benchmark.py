@@ -40,13 +40,36 @@ FEATURE_SYSTEMS = {
     "lstm_tagger_efficiency_joint_pos": ROOT / "configs" / "lstm_tagger_efficiency_joint_pos.cfg",
     "lstm_tagger_efficiency_vectors": ROOT / "configs" / "lstm_tagger_efficiency_vectors.cfg",
 }
-# Systems trained with static vectors: floret vectors learned from the train
-# corpus's own text (train_vectors.py), since no pretrained data is allowed.
-VECTORS_SYSTEMS = {"lstm_tagger_efficiency_vectors"}
+# Pretrained knowledge (issue 13), each measured against spaCy's tagger and the
+# plain configs (--systems ... --output benchmarks/results/ewt_pretrained.json).
+# Resources come from the package index (scripts/prepare_pretrained.py).
+PRETRAINED_SYSTEMS = {
+    "lstm_tagger_vectors": ROOT / "configs" / "lstm_tagger_efficiency_md_vectors.cfg",
+    "lstm_tagger_accuracy_vectors": ROOT / "configs" / "lstm_tagger_accuracy_md_vectors.cfg",
+    "lstm_tagger_glove": ROOT / "configs" / "lstm_tagger_efficiency_glove.cfg",
+    "lstm_tagger_clusters": ROOT / "configs" / "lstm_tagger_efficiency_clusters.cfg",
+    "lstm_tagger_transformer": ROOT / "configs" / "lstm_tagger_efficiency_transformer.cfg",
+}
+# Other pretrained files a system's config reads: (config [paths] key, resource, file under --pretrained-dir).
+# The transformer system needs spacy-transformers installed (pip install spacy-transformers==1.4.0).
+PRETRAINED_PATHS = {
+    "lstm_tagger_clusters": ("clusters", "clusters", "en_lexeme_cluster.json.gz"),
+    "lstm_tagger_transformer": ("transformer", "minilm-pipeline", "all-MiniLM-L6-v2-spacy"),
+}
+# Systems trained with static vectors, and where the vectors come from:
+# "floret" = floret vectors learned from the train corpus's own text
+# (train_vectors.py); otherwise a resource of scripts/prepare_pretrained.py.
+VECTORS_SYSTEMS = {
+    "lstm_tagger_efficiency_vectors": "floret",
+    "lstm_tagger_vectors": "md",
+    "lstm_tagger_accuracy_vectors": "md",
+    "lstm_tagger_glove": "glove",
+}
+PRETRAINED_DIRS = {"md": "en_core_web_md_vectors", "glove": "glove_6b_50d"}
+SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS}
 # Distilled students: trained on the soft tags of a finished teacher system (trained first).
 DISTILLED_SYSTEMS = {"lstm_tagger_distilled": ROOT / "configs" / "lstm_tagger_distilled.cfg"}
 TEACHERS = {"lstm_tagger_distilled": "lstm_tagger_accuracy"}
-SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **DISTILLED_SYSTEMS}
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {
     "lstm_tagger_efficiency_probs": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"store_probabilities": True}}}),
@@ -98,7 +121,8 @@ def make_timed_logger(jsonl_path: str, progress_bar: bool = False) -> Callable:
 
 
 def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Path, threads: int,
-              max_steps: Optional[int] = None, vectors: Optional[str] = None, teacher: Optional[str] = None) -> None:
+              max_steps: Optional[int] = None, vectors: Optional[str] = None, teacher: Optional[str] = None,
+              extra_overrides: Optional[Dict[str, str]] = None) -> None:
     """Train one system with ``spacy train`` machinery; write train_result.json."""
     import spacy  # noqa: F401  (registers spaCy's functions)
     import torch
@@ -126,17 +150,40 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
         overrides["paths.vectors"] = vectors
     if teacher:
         overrides["paths.teacher"] = teacher
+    overrides.update(extra_overrides or {})
     spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides=overrides)
-    total = time.perf_counter() - start
+    write_train_result(system, config_path, out_dir, round(time.perf_counter() - start, 1), threads,
+                       config["training"]["max_steps"], round(peak_rss_mb(), 1))
+
+
+def write_train_result(system: str, config_path: Path, out_dir: Path, total: Optional[float], threads: int,
+                       max_steps: int, rss_mb: Optional[float], stopped_at: Optional[int] = None) -> None:
+    """train_result.json from the training log. ``stopped_at``: the training
+    was stopped by hand (``finish-one``) before its budget; model-best is the
+    best evaluation up to that step."""
     log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
     best = max(log, key=lambda row: row["score"])
     srsly.write_json(out_dir / "train_result.json", {
         "system": system, "config": str(config_path.relative_to(ROOT)),
-        "train_seconds": best["seconds"], "train_total_seconds": round(total, 1),
-        "best_step": best["step"], "best_epoch": best["epoch"], "train_peak_rss_mb": round(peak_rss_mb(), 1),
-        "torch_threads": threads, "max_steps": config["training"]["max_steps"],
+        "train_seconds": best["seconds"], "train_total_seconds": total if total is not None else log[-1]["seconds"],
+        "best_step": best["step"], "best_epoch": best["epoch"], "train_peak_rss_mb": rss_mb,
+        "torch_threads": threads, "max_steps": max_steps,
+        **({"stopped_at_step": stopped_at} if stopped_at is not None else {}),
         "curve": [{"seconds": r["seconds"], "step": r["step"], "tag_acc": r["scores"].get("tag_acc")} for r in log],
     })
+
+
+def finish_one(system: str, out_dir: Path, threads: int) -> None:
+    """Record a training stopped before its step budget (e.g. for lack of CPU
+    time) from its log; the result says where it stopped."""
+    if (out_dir / "train_result.json").exists():
+        raise SystemExit(f"{out_dir} already has a finished training")
+    log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
+    if not (out_dir / "model" / "model-best").exists():
+        raise SystemExit(f"{out_dir} has no model-best yet")
+    max_steps = load_max_steps(out_dir / "config.cfg")
+    write_train_result(system, SYSTEMS[system], out_dir, None, threads, max_steps, None, stopped_at=log[-1]["step"])
+    print(f"[benchmark] {system}: recorded as stopped at step {log[-1]['step']} of {max_steps}")
 
 
 def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, threads: int, out_path: Path,
@@ -167,6 +214,21 @@ def measure_one(model_dir: Path, dev: str, batch_size: int, repeats: int, thread
     })
 
 
+def prepare_vectors(source: str, train: str, work: Path, pretrained_dir: Path) -> Path:
+    """The vectors pipeline for ``source``, built on first use."""
+    if source == "floret":
+        vectors_dir = work / "floret_vectors"
+        if not (vectors_dir / "config.cfg").exists():
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_vectors.py"),
+                            train, str(vectors_dir)], check=True)
+        return vectors_dir
+    vectors_dir = pretrained_dir / PRETRAINED_DIRS[source]
+    if not (vectors_dir / "config.cfg").exists():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_pretrained.py"),
+                        str(pretrained_dir), source], check=True)
+    return vectors_dir
+
+
 def load_max_steps(config_path: Path) -> Optional[int]:
     from spacy.util import load_config
 
@@ -189,11 +251,15 @@ def run(args: argparse.Namespace) -> Dict:
         print(f"[benchmark] {system}: training ({SYSTEMS[system].name})", flush=True)
         extra_args = []
         if system in VECTORS_SYSTEMS:
-            vectors_dir = work / "floret_vectors"
-            if not (vectors_dir / "config.cfg").exists():
-                subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_vectors.py"),
-                                args.train, str(vectors_dir)], check=True)
+            vectors_dir = prepare_vectors(VECTORS_SYSTEMS[system], args.train, work, Path(args.pretrained_dir))
             extra_args = ["--vectors", str(vectors_dir)]
+        if system in PRETRAINED_PATHS:
+            key, resource, name = PRETRAINED_PATHS[system]
+            path = Path(args.pretrained_dir) / name
+            if not path.exists():
+                subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_pretrained.py"),
+                                args.pretrained_dir, resource], check=True)
+            extra_args += ["--set", f"paths.{key}={path}"]
         if system in TEACHERS:
             extra_args += ["--teacher", str(work / TEACHERS[system] / "model" / "model-best")]
         subprocess.run([
@@ -242,6 +308,7 @@ def run(args: argparse.Namespace) -> Dict:
             "best_step": train_result["best_step"],
             "max_steps": train_result.get("max_steps") or load_max_steps(work / source / "config.cfg"),
             "peak_rss_mb": train_result["train_peak_rss_mb"],
+            **({"stopped_at_step": train_result["stopped_at_step"]} if "stopped_at_step" in train_result else {}),
             "inference_peak_rss_mb": m["inference_peak_rss_mb"],
             "model_mb": round(dir_size_mb(work / source / "model" / "model-best"), 2),
             "curve": train_result["curve"],
@@ -308,17 +375,23 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_one.add_argument("--max-steps", type=int, default=0, help="override the config's max_steps (0: keep)")
     p_one.add_argument("--vectors", default=None, help="pipeline with static vectors (paths.vectors)")
     p_one.add_argument("--teacher", default=None, help="trained teacher pipeline (paths.teacher), for distilled systems")
+    p_one.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="another config override, e.g. paths.clusters=assets/pretrained/en_lexeme_cluster.json.gz")
+    p_finish = sub.add_parser("finish-one", help="record a training stopped before its budget")
+    p_finish.add_argument("system", choices=list(SYSTEMS))
     p_meas = sub.add_parser("measure-one")
     p_meas.add_argument("model_dir")
     p_meas.add_argument("--out", required=True)
     p_meas.add_argument("--overrides", default="{}", help="JSON config overrides for spacy.load")
-    for p in (parser, p_one, p_meas):
+    for p in (parser, p_one, p_meas, p_finish):
         p.add_argument("--train", default=str(ROOT / "corpus" / "en_ewt-ud-train.spacy"))
         p.add_argument("--dev", default=str(ROOT / "corpus" / "en_ewt-ud-dev.spacy"))
         p.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work"))
         p.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
         p.add_argument("--batch-size", type=int, default=256)
         p.add_argument("--repeats", type=int, default=3)
+        p.add_argument("--pretrained-dir", default=str(ROOT / "assets" / "pretrained"),
+                       help="where scripts/prepare_pretrained.py writes the pretrained resources")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS) + list(VARIANTS),
                         help=f"default: {' '.join(MAIN_SYSTEMS)}")
@@ -329,7 +402,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
-                  args.threads, args.max_steps, args.vectors, args.teacher)
+                  args.threads, args.max_steps, args.vectors, args.teacher, dict(kv.split("=", 1) for kv in args.set))
+    elif args.command == "finish-one":
+        finish_one(args.system, Path(args.work_dir) / args.system, args.threads)
     elif args.command == "measure-one":
         measure_one(Path(args.model_dir), args.dev, args.batch_size, args.repeats, args.threads, Path(args.out),
                     json.loads(args.overrides))

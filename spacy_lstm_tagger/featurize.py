@@ -50,6 +50,7 @@ class Features:
     windows: List[Window]
     vectors: Optional[numpy.ndarray] = None  # (n_windows, max_len, width) float32
     affix_ids: Optional[numpy.ndarray] = None  # (n_types, n_affix_features) int64
+    clusters: Optional[numpy.ndarray] = None  # (n_windows, max_len, n_cluster_prefixes) int64
 
 
 def plan_windows(doc_lengths: Sequence[int], max_window: int, context: int) -> List[Window]:
@@ -172,10 +173,44 @@ def static_vectors(doc: Doc) -> numpy.ndarray:
     return numpy.asarray(vectors.get_batch(keys), dtype="float32")
 
 
+CLUSTER_TABLE = "lexeme_cluster"
+CLUSTER_PREFIXES = (4, 6, 10, 20)
+"""Bits of the Brown cluster path used as features (Koo et al. 2008 use 4, 6
+and the full path); spaCy stores paths bit-reversed, so a prefix is a mask."""
+
+
+def cluster_table(vocab):
+    """The vocab's Brown cluster table; a clear error when it has none."""
+    if not vocab.lookups.has_table(CLUSTER_TABLE):
+        raise ValueError(
+            f"cluster_embed_size is set, but the pipeline's vocab has no '{CLUSTER_TABLE}' lookups "
+            "table: set [initialize.lookups] in the config, e.g. "
+            '@misc = "spacy_lstm_tagger.ClusterLookups.v1" with the path of en_lexeme_cluster.json.gz '
+            "(python scripts/prepare_pretrained.py assets/pretrained clusters)."
+        )
+    return vocab.lookups.get_table(CLUSTER_TABLE)
+
+
+def cluster_rows(words: Sequence[str], table, n_rows: int) -> numpy.ndarray:
+    """Rows of the cluster table for each word: one hashed row per path prefix
+    (``CLUSTER_PREFIXES``). A word without a cluster is looked up lowercased;
+    if still missing, its cluster is 0 (its own rows, shared by all unknowns)."""
+    clusters = numpy.fromiter(
+        (table.get(w, 0) or table.get(w.lower(), 0) for w in words), dtype="uint64", count=len(words)
+    )
+    keys = numpy.stack(
+        [(clusters & numpy.uint64((1 << k) - 1)) * numpy.uint64(32) + numpy.uint64(k) for k in CLUSTER_PREFIXES],
+        axis=1,
+    )
+    hashed = _NUMPY_OPS.hash(keys.reshape(-1), 7)[:, 0].astype("int64").reshape(keys.shape)
+    return hashed % n_rows
+
+
 def featurize(
     docs: Sequence[Doc],
     *,
     include_static_vectors: bool = False,
+    n_cluster_rows: int = 0,
     word_attr: str,
     n_word_rows: int,
     n_word_hashes: int,
@@ -218,6 +253,15 @@ def featurize(
     affix_ids = None
     if n_affix_features(n_prefixes, n_suffixes, use_shape):
         affix_ids = encode_affixes(type_strings, n_prefixes, n_suffixes, use_shape, n_affix_rows)
+    clusters = None
+    if n_cluster_rows:
+        table = cluster_table(docs[0].vocab) if docs else None
+        clusters = numpy.zeros((n_win, max_len, len(CLUSTER_PREFIXES)), dtype="int64")
+        if windows:
+            type_rows = cluster_rows(type_strings, table, n_cluster_rows)[type_index]
+            for w, win in enumerate(windows):
+                begin = starts[win.doc_index] + win.start
+                clusters[w, : lengths[w]] = type_rows[begin : begin + lengths[w]]
     vectors = None
     if include_static_vectors and windows:
         per_doc = {w.doc_index: static_vectors(docs[w.doc_index]) for w in windows}
@@ -225,4 +269,4 @@ def featurize(
         vectors = numpy.zeros((n_win, max_len, width), dtype="float32")
         for w, win in enumerate(windows):
             vectors[w, : win.end - win.start] = per_doc[win.doc_index][win.start : win.end]
-    return Features(word_ids, char_ids, char_lengths, token_types, lengths, windows, vectors, affix_ids)
+    return Features(word_ids, char_ids, char_lengths, token_types, lengths, windows, vectors, affix_ids, clusters)

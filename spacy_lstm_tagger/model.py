@@ -27,11 +27,12 @@ from . import crf as crf_ops
 from .char_cache import CharEncodingCache
 from . import weights
 from .config_checks import check_architecture_args
-from .featurize import featurize, n_affix_features, plan_windows, static_vectors_width
+from .featurize import cluster_table, featurize, n_affix_features, plan_windows, static_vectors_width
 from .pytorch_model import HEADS, WordCharBiLSTMTagger
 from .quantize import QuantizedInference
 from .shim import pytorch_wrapper
 from .weights import MODEL_FORMAT, MODEL_FORMAT_VERSION, deserialize_torch_module, serialize_torch_module  # noqa: F401
+from .upstream import pad_into_windows, unpad_from_windows
 
 HEAD_DIMS = {"tag": "nO", "pos": "nP", "morph": "nM"}
 """The model's heads (in the order of their columns) and the dim holding each one's size."""
@@ -53,6 +54,7 @@ class FeatureConfig:
     n_suffixes: int = 0
     use_shape: bool = False
     n_affix_rows: int = 1
+    n_cluster_rows: int = 0
 
 
 @registry.architectures("spacy_lstm_tagger.WordCharBiLSTM.v1")
@@ -159,6 +161,10 @@ def build_wordchar_bilstm_tagger_v2(
     include_static_vectors: bool = False,
     char_cache_size: int = 20000,
     quantize: bool = False,
+    cluster_embed_size: int = 0,
+    n_cluster_rows: int = 4096,
+    tok2vec: Optional[Model[List[Doc], List[Floats2d]]] = None,
+    tok2vec_proj_size: int = 128,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model, version 2.
@@ -179,6 +185,19 @@ def build_wordchar_bilstm_tagger_v2(
         seen in training is one class, like spaCy's ``morphologizer``. Its
         columns come after the tag (and POS) columns; the number of classes
         is the dim ``nM``, set by the component at initialize.
+    cluster_embed_size, n_cluster_rows: Brown cluster features (0: off). Each
+        token's cluster path prefixes (4, 6, 10, 20 bits) are hashed into a
+        table of ``n_cluster_rows`` rows of ``cluster_embed_size``, summed and
+        concatenated to the word representation. The clusters are the vocab's
+        ``lexeme_cluster`` lookups table (``[initialize.lookups]``, e.g.
+        ``spacy_lstm_tagger.ClusterLookups.v1``), saved with the pipeline.
+    tok2vec, tok2vec_proj_size: an upstream ``Model[List[Doc], List[Floats2d]]``
+        (``spacy.Tok2VecListener.v1``, spacy-transformers'
+        ``TransformerListener.v1`` or an inline tok2vec) whose output, through a
+        trainable projection to ``tok2vec_proj_size``, is concatenated to each
+        token's input of the sentence BiLSTM. Gradients flow back into it
+        (into the shared component through a listener) unless that component
+        is frozen, as with spaCy's tagger.
     """
     check_architecture_args(
         "spacy_lstm_tagger.WordCharBiLSTM.v2",
@@ -198,7 +217,9 @@ def build_wordchar_bilstm_tagger_v2(
         window_context=window_context, joint_pos=joint_pos, joint_morph=joint_morph, crf=crf,
         include_static_vectors=include_static_vectors, n_prefixes=n_prefixes,
         n_suffixes=n_suffixes, use_shape=use_shape, n_affix_rows=n_affix_rows,
-        affix_embed_size=affix_embed_size, char_cache_size=char_cache_size, quantize=quantize, nO=nO,
+        affix_embed_size=affix_embed_size, cluster_embed_size=cluster_embed_size,
+        n_cluster_rows=n_cluster_rows, tok2vec=tok2vec, tok2vec_proj_size=tok2vec_proj_size,
+        char_cache_size=char_cache_size, quantize=quantize, nO=nO,
     )
 
 
@@ -208,8 +229,20 @@ def _build(
     hidden_size: int, depth: int, dropout: float, word_dropout: float, max_window: int,
     window_context: int, joint_pos: bool, joint_morph: bool, crf: bool,
     include_static_vectors: bool, n_prefixes: int, n_suffixes: int, use_shape: bool,
-    n_affix_rows: int, affix_embed_size: int, char_cache_size: int, quantize: bool, nO: Optional[int],
+    n_affix_rows: int, affix_embed_size: int, char_cache_size: int, quantize: bool,
+    cluster_embed_size: int = 0, n_cluster_rows: int = 0,
+    tok2vec: Optional[Model[List[Doc], List[Floats2d]]] = None, tok2vec_proj_size: int = 0,
+    nO: Optional[int],
 ) -> Model[List[Doc], List[Floats2d]]:
+    if cluster_embed_size < 0 or (cluster_embed_size and n_cluster_rows < 1):
+        raise ValueError(
+            f"cluster_embed_size must be >= 0 (got {cluster_embed_size}) and, with clusters, "
+            f"n_cluster_rows at least 1 (got {n_cluster_rows})"
+        )
+    if tok2vec is not None and tok2vec_proj_size < 1:
+        raise ValueError(f"tok2vec_proj_size must be a positive integer with a tok2vec, got {tok2vec_proj_size}")
+    if tok2vec is not None and not isinstance(tok2vec, Model):
+        raise ValueError(f"tok2vec must be a Thinc Model[List[Doc], List[Floats2d]], got {type(tok2vec).__name__}")
     # each argument's bounds: config_checks.check_architecture_args, called by the builders
     if char_cache_size < 0:
         raise ValueError(f"char_cache_size must be 0 (off) or a number of word types, got {char_cache_size}")
@@ -225,6 +258,7 @@ def _build(
         window_context=window_context, include_static_vectors=include_static_vectors,
         n_prefixes=n_prefixes, n_suffixes=n_suffixes, use_shape=use_shape,
         n_affix_rows=n_affix_rows,
+        n_cluster_rows=n_cluster_rows if cluster_embed_size else 0,
     )
     plan_windows([], max_window, window_context)  # validates the window settings
     module = WordCharBiLSTMTagger(
@@ -233,7 +267,8 @@ def _build(
         hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
         crf=crf, include_static_vectors=include_static_vectors, n_affix_features=n_affixes,
         n_affix_rows=n_affix_rows if n_affixes else 1, affix_embed_size=affix_embed_size if n_affixes else 0,
-        n_labels=nO,
+        n_labels=nO, n_cluster_rows=n_cluster_rows if cluster_embed_size else 0,
+        cluster_embed_size=cluster_embed_size, upstream_size=tok2vec_proj_size if tok2vec is not None else 0,
     )
     if char_cache_size:
         module.char_encoder.cache = CharEncodingCache(char_cache_size)
@@ -250,8 +285,8 @@ def _build(
         "wordchar_bilstm_tagger",
         forward,
         init=init,
-        layers=[wrapper],
-        refs={"torch": wrapper},
+        layers=[wrapper] if tok2vec is None else [wrapper, tok2vec],
+        refs={"torch": wrapper} if tok2vec is None else {"torch": wrapper, "tok2vec": tok2vec},
         dims={"nO": nO, "nP": None if joint_pos else 0, "nM": None if joint_morph else 0},
         attrs={"joint_pos": joint_pos, "joint_morph": joint_morph, "crf": crf},
     )
@@ -294,7 +329,18 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2
     if not any(len(doc) for doc in docs):
         n_columns = sum(head_sizes(model).values())
         return [model.ops.alloc2f(0, n_columns) for _ in docs], lambda dY: []
-    return model.get_ref("torch")(docs, is_train)
+    if not model.has_ref("tok2vec"):
+        return model.get_ref("torch")(docs, is_train)
+    # the upstream features are one more input of the torch module; their
+    # gradient comes back from convert_inputs' backprop, as in chain(tok2vec, ...)
+    tokvecs, backprop_tok2vec = model.get_ref("tok2vec")(docs, is_train)
+    scores, backprop_scores = model.get_ref("torch")((docs, tokvecs), is_train)
+
+    def backprop(d_scores: List[Floats2d]) -> List:
+        backprop_tok2vec(backprop_scores(d_scores))
+        return []
+
+    return scores, backprop
 
 
 def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]] = None) -> None:
@@ -323,16 +369,38 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
         if not X:
             raise ValueError("Initializing with include_static_vectors needs sample Docs (X) to read the vectors' width")
         module.resize_vectors(static_vectors_width(X[0].vocab))
+    if module.cluster_embed is not None:
+        if not X:
+            raise ValueError("Initializing with cluster features needs sample Docs (X) to check the cluster table")
+        cluster_table(X[0].vocab)
+    if model.has_ref("tok2vec"):
+        module.resize_upstream(_init_tok2vec(model.get_ref("tok2vec"), X))
     for submodule in module.modules():
         if submodule is not module and hasattr(submodule, "reset_parameters"):
             submodule.reset_parameters()
     model.get_ref("torch").set_dim("nO", sum(sizes.values()))
 
 
+def _init_tok2vec(tok2vec: Model, X: Optional[List[Doc]]) -> int:
+    """Initialize the upstream model; return the width of its output."""
+    tok2vec.initialize(X=X)
+    if tok2vec.has_dim("nO") and tok2vec.get_dim("nO"):
+        return tok2vec.get_dim("nO")
+    if not X:
+        raise ValueError("Initializing with a tok2vec of unknown width needs sample Docs (X)")
+    sample = [doc for doc in X if len(doc)][:1]
+    outputs = tok2vec.predict(sample) if sample else []
+    if not outputs or outputs[0].ndim != 2:
+        raise ValueError("Could not infer the width of the tok2vec's output from the sample Docs")
+    return outputs[0].shape[1]
+
+
 def convert_inputs(
     model: Model, docs: Sequence[Doc], is_train: bool, *, features: FeatureConfig
 ) -> Tuple[ArgsKwargs, Callable[[Any], List]]:
-    """Docs -> integer tensors on the shim's device. Ids get no gradient."""
+    """Docs (or Docs and their upstream features) -> tensors on the shim's
+    device. Ids get no gradient; upstream features do, when training."""
+    docs, tokvecs = docs if isinstance(docs, tuple) else (docs, None)
     device = model.shims[0].device
     f = featurize(docs, **features.__dict__)
     as_tensor = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
@@ -344,8 +412,21 @@ def convert_inputs(
         torch.from_numpy(f.lengths),
         as_tensor(f.vectors),
         as_tensor(f.affix_ids),
+        as_tensor(f.clusters),
     )
-    return ArgsKwargs(args=args, kwargs={}), lambda d_inputs: []
+    if tokvecs is None:
+        return ArgsKwargs(args=args, kwargs={}), lambda d_inputs: []
+    upstream = as_tensor(pad_into_windows(tokvecs, f.windows, f.token_types.shape[1]))
+    upstream.requires_grad_(is_train)
+    upstream_index = len(args)
+
+    def backprop(d_inputs: ArgsKwargs) -> List[Floats2d]:
+        d_upstream = d_inputs.args[upstream_index]
+        if d_upstream is None:
+            return [model.ops.alloc2f(*t.shape) for t in tokvecs]
+        return unpad_from_windows(d_upstream.detach().cpu().numpy(), f.windows, tokvecs, model.ops)
+
+    return ArgsKwargs(args=(*args, upstream), kwargs={}), backprop
 
 
 def convert_outputs(
@@ -361,6 +442,7 @@ def convert_outputs(
     loss), so it is passed straight back to the torch logits.
     """
     docs, logits = docs_and_scores
+    docs = docs[0] if isinstance(docs, tuple) else docs  # (docs, upstream features)
     ops = model.ops
     windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
     module = model.shims[0]._model

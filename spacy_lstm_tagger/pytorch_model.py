@@ -92,6 +92,9 @@ class WordCharBiLSTMTagger(nn.Module):
         n_affix_rows: int = 1,
         affix_embed_size: int = 0,
         n_labels: Optional[int] = None,
+        n_cluster_rows: int = 0,
+        cluster_embed_size: int = 0,
+        upstream_size: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0 or not 0.0 <= word_dropout < 1.0:
@@ -114,8 +117,18 @@ class WordCharBiLSTMTagger(nn.Module):
         self.word_embed_size = word_embed_size
         self.vectors_proj: Optional[nn.Linear] = None
         vectors_size = word_embed_size if include_static_vectors else 0
+        # optional lexical clusters: hashed rows of each token's cluster-path
+        # prefixes (featurize.cluster_rows), summed like the word rows
+        self.cluster_embed: Optional[nn.Embedding] = (
+            nn.Embedding(n_cluster_rows, cluster_embed_size) if cluster_embed_size else None
+        )
+        # optional upstream features (a Thinc tok2vec's output: inputs, with
+        # gradients when the tok2vec trains) -> trainable projection of
+        # upstream_size, created by resize_upstream once their width is known
+        self.upstream_size = upstream_size
+        self.upstream_proj: Optional[nn.Linear] = None
         self.lstm = nn.LSTM(
-            word_embed_size + vectors_size + affix_size + self.char_encoder.output_size,
+            word_embed_size + vectors_size + affix_size + self.char_encoder.output_size + cluster_embed_size + upstream_size,
             hidden_size,
             num_layers=depth,
             dropout=dropout if depth > 1 else 0.0,
@@ -175,6 +188,15 @@ class WordCharBiLSTMTagger(nn.Module):
         device = self.word_embed.weight.device
         self.vectors_proj = nn.Linear(width, self.word_embed_size).to(device)
 
+    def resize_upstream(self, width: int) -> None:
+        """(Re)create the projection of upstream features of ``width`` dimensions."""
+        if not self.upstream_size:
+            raise ValueError("This tagger was built without an upstream (tok2vec) input")
+        if self.upstream_proj is not None and self.upstream_proj.in_features == width:
+            return
+        device = self.word_embed.weight.device
+        self.upstream_proj = nn.Linear(width, self.upstream_size).to(device)
+
     def forward(
         self,
         word_ids: torch.Tensor,
@@ -184,6 +206,8 @@ class WordCharBiLSTMTagger(nn.Module):
         lengths: torch.Tensor,
         vectors: Optional[torch.Tensor] = None,
         affix_ids: Optional[torch.Tensor] = None,
+        clusters: Optional[torch.Tensor] = None,
+        upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Return scores of shape (n_sequences, max_len, n_columns): the
         columns of each present head, in the order of :data:`HEADS`.
@@ -194,6 +218,8 @@ class WordCharBiLSTMTagger(nn.Module):
         lengths: (n_seqs,) sequence lengths, all >= 1, on CPU
         vectors: (n_seqs, max_len, width) static vectors, with include_static_vectors
         affix_ids: (n_types, n_affix_features) rows of the affix table per word type
+        clusters: (n_seqs, max_len, n_prefixes) rows of the cluster table, with cluster_embed_size
+        upstream: (n_seqs, max_len, width) upstream (tok2vec) features, with upstream_size
         """
         if self.output is None:
             raise ValueError(
@@ -209,16 +235,30 @@ class WordCharBiLSTMTagger(nn.Module):
                     f"The pipeline's vectors have width {vectors.shape[-1]}, but the tagger was "
                     f"trained with vectors of width {self.vectors_proj.in_features}"
                 )
+        self._check_extra_inputs(clusters, upstream)
+        extra = (clusters, upstream)
         if not self.training:
-            return self._predict_by_length(word_ids, types, token_types, lengths, vectors)
+            return self._predict_by_length(word_ids, types, token_types, lengths, vectors, *extra)
         if self.word_dropout > 0:
             drop = torch.rand(word_ids.shape[:2], device=word_ids.device) < self.word_dropout
             word_ids = word_ids.masked_fill(drop.unsqueeze(-1), UNKNOWN_WORD_ID)
-        tokens = self.input_dropout(self._token_inputs(word_ids, types, token_types, vectors))
+        tokens = self.input_dropout(self._token_inputs(word_ids, types, token_types, vectors, *extra))
         packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
         return self._heads(self.output_dropout(encoded))
+
+    def _check_extra_inputs(self, clusters: Optional[torch.Tensor], upstream: Optional[torch.Tensor]) -> None:
+        if (self.cluster_embed is not None) != (clusters is not None):
+            raise ValueError("cluster_embed_size and the cluster input must be given together")
+        if self.upstream_size:
+            if upstream is None or self.upstream_proj is None:
+                raise ValueError("The tagger has an upstream (tok2vec) input but no features (or no projection) were given")
+            if upstream.shape[-1] != self.upstream_proj.in_features:
+                raise ValueError(
+                    f"The upstream tok2vec gives features of width {upstream.shape[-1]}, but the tagger "
+                    f"was trained with width {self.upstream_proj.in_features}"
+                )
 
     def _type_inputs(
         self, char_ids: torch.Tensor, char_lengths: torch.Tensor, affix_ids: Optional[torch.Tensor]
@@ -235,12 +275,17 @@ class WordCharBiLSTMTagger(nn.Module):
         return torch.cat([chars, self.affix_embed(affix_ids).flatten(1)], dim=-1)
 
     def _token_inputs(
-        self, word_ids: torch.Tensor, types: torch.Tensor, token_types: torch.Tensor, vectors: Optional[torch.Tensor]
+        self, word_ids: torch.Tensor, types: torch.Tensor, token_types: torch.Tensor, vectors: Optional[torch.Tensor],
+        clusters: Optional[torch.Tensor] = None, upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Each token's input to the sentence BiLSTM: [word; vectors; type inputs]."""
+        """Each token's input to the sentence BiLSTM: [word; vectors; type inputs; clusters; upstream]."""
         parts = [self.word_embed(word_ids).sum(dim=2), types[token_types]]
         if self.include_static_vectors:
             parts.insert(1, self.vectors_proj(vectors))
+        if self.cluster_embed is not None:
+            parts.append(self.cluster_embed(clusters).sum(dim=2))
+        if self.upstream_size:
+            parts.append(self.upstream_proj(upstream))
         return torch.cat(parts, dim=-1)
 
     def _heads(self, encoded: torch.Tensor) -> torch.Tensor:
@@ -252,6 +297,7 @@ class WordCharBiLSTMTagger(nn.Module):
     def _predict_by_length(
         self, word_ids: torch.Tensor, types: torch.Tensor, token_types: torch.Tensor,
         lengths: torch.Tensor, vectors: Optional[torch.Tensor],
+        clusters: Optional[torch.Tensor] = None, upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """The inference path: the same scores as training computes without
         dropout, run on chunks of sequences of similar length. Each chunk goes
@@ -265,6 +311,8 @@ class WordCharBiLSTMTagger(nn.Module):
             tokens = self._token_inputs(
                 word_ids[ids, :length], types, token_types[ids, :length],
                 None if vectors is None else vectors[ids, :length],
+                None if clusters is None else clusters[ids, :length],
+                None if upstream is None else upstream[ids, :length],
             )
             chunk_lengths = lengths[ids.cpu()]
             encoded = bilstm_padded(self.lstm, tokens, chunk_lengths)

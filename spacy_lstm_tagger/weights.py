@@ -133,6 +133,8 @@ def deserialize_torch_module(module: nn.Module, data: bytes, device: "torch.devi
         module.resize_head(head, declared[f"{head}.weight"].shape[0] if f"{head}.weight" in declared else 0)
     if "vectors_proj.weight" in declared:
         module.resize_vectors(declared["vectors_proj.weight"].shape[1])
+    if "upstream_proj.weight" in declared and getattr(module, "upstream_size", 0):
+        module.resize_upstream(declared["upstream_proj.weight"].shape[1])
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in declared.items()}
     if expected != found:

