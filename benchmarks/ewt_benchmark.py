@@ -66,10 +66,10 @@ VECTORS_SYSTEMS = {
     "lstm_tagger_glove": "glove",
 }
 PRETRAINED_DIRS = {"md": "en_core_web_md_vectors", "glove": "glove_6b_50d"}
-SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS}
 # Distilled students: trained on the soft tags of a finished teacher system (trained first).
 DISTILLED_SYSTEMS = {"lstm_tagger_distilled": ROOT / "configs" / "lstm_tagger_distilled.cfg"}
 TEACHERS = {"lstm_tagger_distilled": "lstm_tagger_accuracy"}
+SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS}
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {
     "lstm_tagger_efficiency_probs": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"store_probabilities": True}}}),
