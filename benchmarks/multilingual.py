@@ -22,6 +22,7 @@ system you want in the JSON: finished ones are reused and only re-timed. Trainin
 per system); speed is timed after all trainings, systems interleaved, median.
 """
 import argparse
+import difflib
 import json
 import os
 import platform
@@ -475,8 +476,16 @@ def run(args: argparse.Namespace) -> Dict:
             config = build_config(system, cfg, TREEBANKS[tb], splits[tb], policy, sdir / "train_log.jsonl")
             done = (sdir / "train_result.json").exists() and (sdir / "eval.json").exists()
             if done and not args.force:
-                if (sdir / "config.cfg").read_text(encoding="utf8") == config.to_str():
+                old = (sdir / "config.cfg").read_text(encoding="utf8")
+                if old == config.to_str():
                     say(f"{tb} {system}: reusing finished training in {sdir}")
+                    continue
+                if args.reuse_trainings:
+                    changed = [line for line in difflib.unified_diff(old.splitlines(), config.to_str().splitlines(),
+                                                                    lineterm="", n=0)
+                               if line[:1] in "+-" and line[:3] not in ("---", "+++")]
+                    say(f"{tb} {system}: reusing finished training (--reuse-trainings) although its config "
+                        f"now differs: {changed}")
                     continue
                 say(f"{tb} {system}: its config or the policy changed since the finished training: retraining")
             sdir.mkdir(parents=True, exist_ok=True)
@@ -627,6 +636,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work_multilingual"))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "multilingual.json"))
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --output's JSON")
+    parser.add_argument("--reuse-trainings", action="store_true",
+                        help="reuse finished trainings even where the config text changed since (the changed "
+                             "lines are logged): e.g. inference-only settings added with their default values")
     parser.add_argument("--collect-only", action="store_true",
                         help="train and time nothing: rebuild the JSON, PNG and table from the work dir "
                              "(its timing_<round>.json files, rounds < --rounds)")
