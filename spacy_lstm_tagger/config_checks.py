@@ -59,6 +59,12 @@ ARCHITECTURE_BOUNDS: Dict[str, Bound] = {
     "joint_morph": Bound(bool, meaning="FEATS head on/off"),
     "crf": Bound(bool, meaning="CRF decoding on/off"),
     "include_static_vectors": Bound(bool, meaning="static vectors input on/off"),
+    "cluster_embed_size": Bound(int, 0, 1024, "width of the Brown-cluster embedding (0 = off)"),
+    "n_cluster_rows": Bound(int, 0, 2**32, "rows of the hashed cluster table"),
+    "tok2vec": Bound(object, meaning="upstream Thinc model (its type is checked by the builder)", optional=True),
+    "tok2vec_proj_size": Bound(int, 0, 4096, "projection width of the upstream tok2vec"),
+    "char_cache_size": Bound(int, 0, 10_000_000, "word types whose character encodings are cached (0 = off)"),
+    "quantize": Bound(bool, meaning="int8 inference on/off"),
     "nO": Bound(int, 1, 1_000_000, "number of tags", optional=True),
 }
 
@@ -86,6 +92,8 @@ def _check_value(bound: Bound, value: Any) -> Optional[str]:
     if value is None and bound.optional:
         return None
     what = f" ({bound.meaning})" if bound.meaning else ""
+    if bound.kind is object:
+        return None
     if bound.kind is bool:
         return None if isinstance(value, bool) else f"must be true or false{what}"
     if bound.kind is str:

@@ -208,6 +208,8 @@ def build_wordchar_bilstm_tagger_v2(
         hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
         max_window=max_window, window_context=window_context, joint_pos=joint_pos,
         joint_morph=joint_morph, crf=crf, include_static_vectors=include_static_vectors, nO=nO,
+        cluster_embed_size=cluster_embed_size, n_cluster_rows=n_cluster_rows, tok2vec=tok2vec,
+        tok2vec_proj_size=tok2vec_proj_size, char_cache_size=char_cache_size, quantize=quantize,
     )
     return _build(
         word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
