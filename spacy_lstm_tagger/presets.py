@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 PRESET_GLOB = "lstm_*.cfg"
 _NAME_PREFIXES = ("lstm_tagger_", "lstm_")
-DEFAULT_PRESET = "efficiency"
+DEFAULT_PRESET = "small"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
