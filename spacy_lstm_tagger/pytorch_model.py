@@ -228,13 +228,7 @@ class WordCharBiLSTMTagger(nn.Module):
             )
         types = self._type_inputs(char_ids, char_lengths, affix_ids)
         if self.include_static_vectors:
-            if vectors is None or self.vectors_proj is None:
-                raise ValueError("include_static_vectors is on but no vectors (or no projection) were given")
-            if vectors.shape[-1] != self.vectors_proj.in_features:
-                raise ValueError(
-                    f"The pipeline's vectors have width {vectors.shape[-1]}, but the tagger was "
-                    f"trained with vectors of width {self.vectors_proj.in_features}"
-                )
+            _check_projected_input("include_static_vectors", "the pipeline's static vectors", vectors, self.vectors_proj)
         self._check_extra_inputs(clusters, upstream)
         extra = (clusters, upstream)
         if not self.training:
@@ -252,13 +246,7 @@ class WordCharBiLSTMTagger(nn.Module):
         if (self.cluster_embed is not None) != (clusters is not None):
             raise ValueError("cluster_embed_size and the cluster input must be given together")
         if self.upstream_size:
-            if upstream is None or self.upstream_proj is None:
-                raise ValueError("The tagger has an upstream (tok2vec) input but no features (or no projection) were given")
-            if upstream.shape[-1] != self.upstream_proj.in_features:
-                raise ValueError(
-                    f"The upstream tok2vec gives features of width {upstream.shape[-1]}, but the tagger "
-                    f"was trained with width {self.upstream_proj.in_features}"
-                )
+            _check_projected_input("the upstream tok2vec", "the upstream tok2vec's features", upstream, self.upstream_proj)
 
     def _type_inputs(
         self, char_ids: torch.Tensor, char_lengths: torch.Tensor, affix_ids: Optional[torch.Tensor]
@@ -321,6 +309,20 @@ class WordCharBiLSTMTagger(nn.Module):
 
         scores = types.new_zeros(n_seqs, max_len, sum(self.head_sizes().values()))
         return fill_by_length(scores, lengths, score, self.chunk_tokens)
+
+
+def _check_projected_input(
+    setting: str, what: str, values: Optional[torch.Tensor], projection: Optional[nn.Linear]
+) -> None:
+    """A float input the module projects (static vectors, tok2vec features)
+    must be given, and as wide as the projection it was trained with."""
+    if values is None or projection is None:
+        raise ValueError(f"{setting} is on, but {what} (or their projection) were not given")
+    if values.shape[-1] != projection.in_features:
+        raise ValueError(
+            f"{what} have width {values.shape[-1]}, but the tagger was trained with width "
+            f"{projection.in_features}"
+        )
 
 
 def length_chunks(lengths: torch.Tensor, chunk_tokens: int = INFERENCE_CHUNK_TOKENS) -> Iterator[Tuple[torch.Tensor, int]]:
