@@ -325,38 +325,8 @@ def test_version():
 
 # --- item 7: progress per batch ------------------------------------------------------
 
-@pytest.mark.parametrize("n_process", [1, 2])
-def test_progress_moves_per_batch(work, tmp_path, monkeypatch, n_process):
-    updates = []
-
-    class Bar:
-        def __init__(self, total, progress, desc):
-            self.total = total
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def update(self, n):
-            updates.append(n)
-
-    monkeypatch.setattr(engines, "_progress", Bar)
-    corpus = tmp_path / "many.txt"
-    corpus.write_text("".join(f"I like ham {i}\n" for i in range(50)))
-    tag_corpus(work / "model", [corpus], tmp_path / "out", formats="jsonl", partition_size=25, batch_size=4,
-               n_process=n_process)
-    assert sum(updates) == 50
-    # every batch, not once per partition (worker processes report theirs)
-    assert sorted(n for n in updates if n) == [1] * 2 + [4] * 12
-
-
-def test_dask_progress_moves_per_batch(work, tmp_path, monkeypatch):
-    distributed = pytest.importorskip("distributed")
-    from spacy_lstm_tagger.tagging import dask_engine
-
-    updates = []
+def recording_progress(updates: list):
+    """A stand-in for the engines' progress bar that records each update."""
 
     class Bar:
         def __init__(self, total, progress, desc):
@@ -371,7 +341,28 @@ def test_dask_progress_moves_per_batch(work, tmp_path, monkeypatch):
         def update(self, n):
             updates.append(n)
 
-    monkeypatch.setattr(dask_engine, "_progress", Bar)
+    return Bar
+
+
+@pytest.mark.parametrize("n_process", [1, 2])
+def test_progress_moves_per_batch(work, tmp_path, monkeypatch, n_process):
+    updates = []
+    monkeypatch.setattr(engines, "_progress", recording_progress(updates))
+    corpus = tmp_path / "many.txt"
+    corpus.write_text("".join(f"I like ham {i}\n" for i in range(50)))
+    tag_corpus(work / "model", [corpus], tmp_path / "out", formats="jsonl", partition_size=25, batch_size=4,
+               n_process=n_process)
+    assert sum(updates) == 50
+    # every batch, not once per partition (worker processes report theirs)
+    assert sorted(n for n in updates if n) == [1] * 2 + [4] * 12
+
+
+def test_dask_progress_moves_per_batch(work, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from spacy_lstm_tagger.tagging import dask_engine
+
+    updates = []
+    monkeypatch.setattr(dask_engine, "_progress", recording_progress(updates))
     corpus = tmp_path / "many.txt"
     corpus.write_text("".join(f"I like ham {i}\n" for i in range(400)))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
