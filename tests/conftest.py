@@ -109,6 +109,15 @@ def trained_nlp() -> Language:
     return train_tiny()
 
 
+@pytest.fixture(scope="session")
+def trained_model_dir(trained_nlp: Language, tmp_path_factory) -> Path:
+    """``trained_nlp`` saved to disk once for the whole session (read-only),
+    for the tests that load a pipeline by path (``tag`` CLI, reliability)."""
+    path = tmp_path_factory.mktemp("trained") / "model"
+    trained_nlp.to_disk(path)
+    return path
+
+
 @pytest.fixture
 def ewt_dir() -> Path:
     if not (EWT_DIR / "en_ewt-ud-train.conllu").exists():

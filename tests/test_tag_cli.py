@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from spacy_lstm_tagger.cli import app
 from spacy_lstm_tagger.tagging import OutputMismatchError, read_output_docs, read_output_records, tag_corpus
 
-from conftest import train_tiny
 
 N_DOCS = 3000
 PARTITION_SIZE = 100
@@ -41,10 +40,8 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(workdir):
-    path = workdir / "model"
-    train_tiny().to_disk(path)
-    return path
+def model_dir(trained_model_dir):
+    return trained_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -46,10 +46,8 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(workdir):
-    path = workdir / "model"
-    train_tiny().to_disk(path)
-    return path
+def model_dir(trained_model_dir):
+    return trained_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -301,14 +299,14 @@ def test_probabilities_byte_identical_across_processes(prob_model_dir, varied_co
     assert file_bytes(tmp_path / "two") == file_bytes(tmp_path / "one")
 
 
-def test_other_batch_size_same_tags_close_probabilities(prob_model_dir, varied_corpus, tmp_path):
+def test_other_batch_size_same_tags_close_probabilities(model_dir, prob_model_dir, varied_corpus, tmp_path):
     """Another --batch-size: the same tokens and tags; tag_prob values agree
     to 1e-6 (not bit for bit). Without probabilities the JSONL files are
     byte-identical."""
     nlp = spacy.load(prob_model_dir)
     outputs = {}
     for batch_size in (1, 64):
-        for model in (prob_model_dir, prob_model_dir.parent / "model"):
+        for model in (prob_model_dir, model_dir):
             output = tmp_path / f"{model.name}-b{batch_size}"
             tag_corpus(model, [varied_corpus], output, formats="both", partition_size=100, batch_size=batch_size,
                        progress=False)
