@@ -261,7 +261,34 @@ def test_convert_without_any_xpos_is_one_clear_line(tmp_path: Path, capsys):
     assert prepare.main(["--assets", str(assets), "--corpus", str(tmp_path / "corpus"), "--treebank", "xx_noxpos"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "has no XPOS tags: column 5 is '_' on all 10 words" in err[0]
+    assert "--vars.tags upos" in err[0]  # the line names the way out
     assert not (tmp_path / "corpus" / "xx_noxpos-ud-train.spacy").exists()
+
+
+def test_convert_with_upos_tags_trains_a_treebank_without_xpos(tmp_path: Path):
+    """--tags upos: Token.tag_ is the UPOS column for every word (dev and test
+    too), so a treebank whose XPOS is all '_' gets a tagger of UPOS; a UPOS of
+    '_' is a missing tag; the converter's own annotation (pos_) is kept."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    prepare = load_script("prepare_treebank")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    upos = ["NOUN", "VERB", "ADJ"]
+    train = [conllu_sentence([f"w{i}", "x"], ["_", "_"], upos=upos[i % 3]) for i in range(19)]
+    train.append(conllu_sentence(["w19", "x"], ["_", "_"], upos="_"))
+    (assets / "xx_upos-ud-train.conllu").write_text("\n\n".join(train) + "\n\n", encoding="utf8")
+    test = [conllu_sentence(["t", "u"], ["_", "_"], upos="PROPN")]
+    (assets / "xx_upos-ud-test.conllu").write_text("\n\n".join(test) + "\n\n", encoding="utf8")
+    args = ["--assets", str(assets), "--corpus", str(tmp_path / "corpus"), "--treebank", "xx_upos"]
+    assert prepare.main(args + ["--tags", "upos"]) == 0
+    tagged = docbin_sentences(tmp_path / "corpus" / "xx_upos-ud-train.spacy")
+    assert tagged[:3] == [[("w0", "NOUN"), ("x", "NOUN")], [("w1", "VERB"), ("x", "VERB")], [("w2", "ADJ"), ("x", "ADJ")]]
+    assert docbin_sentences(tmp_path / "corpus" / "xx_upos-ud-dev.spacy")[-1] == [("w19", ""), ("x", "")]
+    assert docbin_sentences(tmp_path / "corpus" / "xx_upos-ud-test.spacy") == [[("t", "PROPN"), ("u", "PROPN")]]
+    doc = next(DocBin().from_disk(tmp_path / "corpus" / "xx_upos-ud-train.spacy").get_docs(spacy.blank("xx").vocab))
+    assert doc[0].pos_ == "NOUN" and doc[0].dep_ == "ROOT"
 
 
 def test_fetch_other_treebank_needs_a_local_dir(tmp_path: Path, capsys):
