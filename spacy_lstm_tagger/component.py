@@ -46,6 +46,8 @@ DEFAULT_JOINT_MODEL_CONFIG = """
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
 joint_pos = true
 joint_morph = true
+dropout = 0.33
+word_dropout = 0.1
 """
 DEFAULT_JOINT_MODEL = Config().from_str(DEFAULT_JOINT_MODEL_CONFIG)["model"]
 

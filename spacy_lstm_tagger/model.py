@@ -151,8 +151,8 @@ def build_wordchar_bilstm_tagger_v2(
     affix_embed_size: int = 16,
     hidden_size: int = 128,
     depth: int = 1,
-    dropout: float = 0.33,
-    word_dropout: float = 0.1,
+    dropout: float = 0.5,
+    word_dropout: float = 0.25,
     max_window: int = 256,
     window_context: int = 24,
     joint_pos: bool = False,
@@ -181,6 +181,9 @@ def build_wordchar_bilstm_tagger_v2(
         ``affix_embed_size``, concatenated beside the character encoding.
         These are the features spaCy's own tagger lives on; a small corpus
         learns them faster than the character BiLSTM. 0/false turns them off.
+    dropout, word_dropout: 0.5 and 0.25 (v1: 0.33 and 0.1). On corpora of a
+        few hundred sentences the weaker setting memorizes the training words
+        and wins less on unseen ones (``benchmarks/NOTES.md``).
     joint_morph: add a head for UD FEATS (``Token.morph``): each FEATS string
         seen in training is one class, like spaCy's ``morphologizer``. Its
         columns come after the tag (and POS) columns; the number of classes
