@@ -56,7 +56,7 @@ def read_sentences(path: Path) -> List[str]:
 
 
 def tag_column(block: str, path: Path, tags_from: str = "xpos") -> List[str]:
-    """XPOS (or, ``tags="upos"``, UPOS) of each word line (ids 1, 2, ...: no
+    """XPOS (or, ``tags_from="upos"``, UPOS) of each word line (ids 1, 2, ...: no
     multiword ranges or empty nodes, which spaCy's converter skips too)."""
     tags: List[str] = []
     for line in block.split("\n"):
