@@ -41,6 +41,8 @@ DEFAULT_MODEL_CONFIG = """
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+# The joint default keeps v1's dropout (0.33 / 0.1), what configs/lstm_tagger_joint.cfg
+# was measured with; v2's own defaults (0.5 / 0.25) are the tag-only recipe's.
 DEFAULT_JOINT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
