@@ -13,13 +13,9 @@ their exact text; tokens with an empty gold tag are skipped (missing).
 """
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import multilingual  # noqa: E402,F401  (registers the benchmark's spaCy tagger variant and logger)
+from typing import Dict, List, Optional
 
 
 def split_accuracy(treebank_dir: Path, model: Path) -> Dict[str, Dict[str, float]]:
@@ -48,7 +44,7 @@ def split_accuracy(treebank_dir: Path, model: Path) -> Dict[str, Dict[str, float
     return result
 
 
-def main(argv: List[str] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("treebank_dir", type=Path, help="a treebank folder of multilingual.py's --work-dir")
     parser.add_argument("systems", nargs="+", help="system folder names in it, or paths to trained pipelines")
