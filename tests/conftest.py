@@ -84,6 +84,16 @@ def train_tiny(n_iter: int = 60, data=TRAIN_DATA, seed: int = 0, **model_overrid
     return setup.nlp
 
 
+def train_pipeline(nlp: Language, n_iter: int, data=TRAIN_DATA) -> Language:
+    """Initialize an assembled pipeline (several taggers, other factories,
+    vectors) on ``data`` and update it ``n_iter`` times."""
+    examples = make_examples(nlp, data)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(n_iter):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
 @contextmanager
 def record_torch_inputs(tagger) -> Iterator[List[Dict[str, Any]]]:
     """Record the inputs of every call of the tagger's torch module, by

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from spacy_lstm_tagger.cli import app
 from spacy_lstm_tagger.tagging import engines, read_output_records, tag_corpus
 
-from conftest import TINY_MODEL, TRAIN_DATA, make_examples, train_tiny
+from conftest import TINY_MODEL, TRAIN_DATA, make_examples, train_pipeline, train_tiny
 
 UPOS = {"PRP": "PRON", "VBP": "VERB", "JJ": "ADJ", "NNS": "NOUN", "VB": "VERB", "NN": "NOUN", "VBD": "VERB",
         "DT": "DET", "RB": "ADV"}
@@ -98,11 +98,8 @@ def work(tmp_path_factory):
     # the joint tagger: tags, UPOS and FEATS from one model
     nlp = spacy.blank("en")
     nlp.add_pipe("lstm_joint_tagger", config={"model": TINY_MODEL})
-    examples = make_examples(nlp, [(t, {**a, "pos": [UPOS[x] for x in a["tags"]],
-                                        "morphs": [FEATS.get(x, "") for x in a["tags"]]}) for t, a in TRAIN_DATA])
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(60):
-        nlp.update(examples, sgd=optimizer)
+    train_pipeline(nlp, 60, [(t, {**a, "pos": [UPOS[x] for x in a["tags"]],
+                                  "morphs": [FEATS.get(x, "") for x in a["tags"]]}) for t, a in TRAIN_DATA])
     nlp.to_disk(path / "model_pos")
     (path / "in.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf8")
     (path / "in.conllu").write_text(CONLLU, encoding="utf8")

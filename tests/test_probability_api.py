@@ -8,7 +8,7 @@ import spacy
 from spacy.tokens import DocBin, Token
 from thinc.api import Config
 
-from conftest import TINY_MODEL, TRAIN_DATA, make_examples
+from conftest import TINY_MODEL, TRAIN_DATA, train_pipeline
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -19,11 +19,7 @@ def two_tagger_nlp(**second):
     nlp = spacy.blank("en")
     nlp.add_pipe("lstm_tagger", name="a", config={"model": TINY_MODEL, "store_probabilities": True})
     nlp.add_pipe("lstm_tagger", name="b", config={"model": TINY_MODEL, "overwrite": True, **second})
-    examples = make_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(40):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
+    return train_pipeline(nlp, 40)
 
 
 def test_two_components_keep_their_own_probabilities():

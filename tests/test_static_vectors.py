@@ -5,7 +5,7 @@ import spacy
 import torch
 from spacy.tokens import Doc
 
-from conftest import TINY_MODEL, TRAIN_DATA, make_examples
+from conftest import TINY_MODEL, TRAIN_DATA, make_examples, train_pipeline
 from spacy_lstm_tagger.featurize import static_vectors
 from spacy_lstm_tagger.model import get_torch_module
 
@@ -26,12 +26,7 @@ def vectors_nlp():
     from thinc.api import fix_random_seed
 
     fix_random_seed(0)
-    nlp = nlp_with_vectors()
-    examples = make_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(60):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
+    return train_pipeline(nlp_with_vectors(), 60)
 
 
 def test_vectors_are_read_per_token_with_zeros_for_unknown_words():

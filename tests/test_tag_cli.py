@@ -40,11 +40,6 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(trained_model_dir):
-    return trained_model_dir
-
-
-@pytest.fixture(scope="module")
 def corpus(workdir):
     """N_DOCS short synthetic docs, one per line, with blank lines among them."""
     rng = random.Random(0)
@@ -59,10 +54,10 @@ def corpus(workdir):
 
 
 @pytest.fixture(scope="module")
-def reference(model_dir, corpus, workdir):
+def reference(trained_model_dir, corpus, workdir):
     """Single-process output: what every other engine must reproduce byte for byte."""
     output = workdir / "ref"
-    stats = tag_corpus(model_dir, [corpus], output, formats=FORMATS, partition_size=PARTITION_SIZE, progress=False)
+    stats = tag_corpus(trained_model_dir, [corpus], output, formats=FORMATS, partition_size=PARTITION_SIZE, progress=False)
     assert (stats.n_partitions, stats.n_submitted, stats.n_docs) == (N_PARTITIONS, N_PARTITIONS, N_DOCS)
     return output
 
@@ -77,10 +72,10 @@ def dask_cluster():
     cluster.close()
 
 
-def test_single_process_output_is_the_tagged_corpus(reference, model_dir, corpus):
+def test_single_process_output_is_the_tagged_corpus(reference, trained_model_dir, corpus):
     import spacy
 
-    nlp = spacy.load(model_dir)
+    nlp = spacy.load(trained_model_dir)
     texts = [line for line in corpus.read_text(encoding="utf8").splitlines() if line.strip()]
     records = read_output_records(reference)
     assert [r["text"] for r in records] == texts
@@ -94,21 +89,21 @@ def test_single_process_output_is_the_tagged_corpus(reference, model_dir, corpus
     assert len(manifest["partitions"]) == N_PARTITIONS and manifest["partition_size"] == PARTITION_SIZE
 
 
-def test_n_process_2_gives_identical_files(reference, model_dir, corpus, tmp_path):
-    stats = tag_corpus(model_dir, [corpus], tmp_path / "out", formats=FORMATS, partition_size=PARTITION_SIZE,
+def test_n_process_2_gives_identical_files(reference, trained_model_dir, corpus, tmp_path):
+    stats = tag_corpus(trained_model_dir, [corpus], tmp_path / "out", formats=FORMATS, partition_size=PARTITION_SIZE,
                        n_process=2, progress=False)
     assert stats.n_docs == N_DOCS and stats.n_words > N_DOCS
     assert file_bytes(tmp_path / "out") == file_bytes(reference)
 
 
-def test_local_rerun_redoes_only_missing_partitions(reference, model_dir, corpus, tmp_path):
+def test_local_rerun_redoes_only_missing_partitions(reference, trained_model_dir, corpus, tmp_path):
     output = tmp_path / "out"
     shutil.copytree(reference, output)
     for name in ("part-00003.spacy", "part-00017.jsonl", "part-00029.spacy"):
         (output / name).unlink()
     (output / ".part-00003.spacy.tmp-123-deadbeef").write_bytes(b"half a file")  # a killed writer's leftover
     before = {p.name: p.stat().st_mtime_ns for p in output.glob("part-*")}
-    stats = tag_corpus(model_dir, [corpus], output, formats=FORMATS, partition_size=PARTITION_SIZE, progress=False)
+    stats = tag_corpus(trained_model_dir, [corpus], output, formats=FORMATS, partition_size=PARTITION_SIZE, progress=False)
     assert (stats.n_submitted, stats.n_skipped, stats.removed_tmp_files) == (3, N_PARTITIONS - 3, 1)
     assert stats.n_docs == 3 * PARTITION_SIZE
     assert file_bytes(output) == file_bytes(reference)
@@ -116,27 +111,27 @@ def test_local_rerun_redoes_only_missing_partitions(reference, model_dir, corpus
     assert all((output / n).stat().st_mtime_ns == before[n] for n in untouched)
 
 
-def test_rerun_with_other_partitioning_is_refused(reference, model_dir, corpus, tmp_path):
+def test_rerun_with_other_partitioning_is_refused(reference, trained_model_dir, corpus, tmp_path):
     output = tmp_path / "out"
     shutil.copytree(reference, output)
     with pytest.raises(OutputMismatchError, match="partition_size"):
-        tag_corpus(model_dir, [corpus], output, formats=FORMATS, partition_size=50, progress=False)
+        tag_corpus(trained_model_dir, [corpus], output, formats=FORMATS, partition_size=50, progress=False)
     for path in output.glob("part-*"):
         path.unlink()
     # nothing finished yet: the manifest of the earlier attempt is replaced
-    stats = tag_corpus(model_dir, [corpus], output, formats=("jsonl",), partition_size=1000, progress=False)
+    stats = tag_corpus(trained_model_dir, [corpus], output, formats=("jsonl",), partition_size=1000, progress=False)
     assert stats.n_partitions == 3 and json.loads((output / "manifest.json").read_text())["partition_size"] == 1000
 
 
-def test_dask_gives_identical_files(reference, model_dir, corpus, tmp_path, dask_cluster):
+def test_dask_gives_identical_files(reference, trained_model_dir, corpus, tmp_path, dask_cluster):
     _, client = dask_cluster
-    stats = tag_corpus(model_dir, [corpus], tmp_path / "out", formats=FORMATS, partition_size=PARTITION_SIZE,
+    stats = tag_corpus(trained_model_dir, [corpus], tmp_path / "out", formats=FORMATS, partition_size=PARTITION_SIZE,
                        engine="dask", client=client, progress=False)
     assert (stats.engine, stats.workers, stats.n_docs) == ("dask", 2, N_DOCS)
     assert file_bytes(tmp_path / "out") == file_bytes(reference)
 
 
-def test_dask_worker_killed_mid_run_loses_and_duplicates_nothing(reference, model_dir, corpus, tmp_path,
+def test_dask_worker_killed_mid_run_loses_and_duplicates_nothing(reference, trained_model_dir, corpus, tmp_path,
                                                                  dask_cluster):
     _, client = dask_cluster
     output = tmp_path / "out"
@@ -156,7 +151,7 @@ def test_dask_worker_killed_mid_run_loses_and_duplicates_nothing(reference, mode
 
     watcher = threading.Thread(target=kill_when_first_partition_is_written)
     watcher.start()
-    stats = tag_corpus(model_dir, [corpus], output, formats=FORMATS, partition_size=PARTITION_SIZE,
+    stats = tag_corpus(trained_model_dir, [corpus], output, formats=FORMATS, partition_size=PARTITION_SIZE,
                        engine="dask", client=client, progress=False)
     watcher.join()
     assert 0 < killed["after"] < N_PARTITIONS, killed  # the worker died mid-run
@@ -172,17 +167,17 @@ def test_dask_worker_killed_mid_run_loses_and_duplicates_nothing(reference, mode
 
     # a re-run finds every partition finished: nothing submitted, nothing rewritten
     mtimes = {p.name: p.stat().st_mtime_ns for p in output.glob("part-*")}
-    again = tag_corpus(model_dir, [corpus], output, formats=FORMATS, partition_size=PARTITION_SIZE,
+    again = tag_corpus(trained_model_dir, [corpus], output, formats=FORMATS, partition_size=PARTITION_SIZE,
                        engine="dask", client=client, progress=False)
     assert (again.n_submitted, again.n_skipped, again.n_docs) == (0, N_PARTITIONS, 0)
     assert {p.name: p.stat().st_mtime_ns for p in output.glob("part-*")} == mtimes
 
 
-def test_cli_dask_scheduler_address_with_jsonl_input(model_dir, tmp_path, dask_cluster):
+def test_cli_dask_scheduler_address_with_jsonl_input(trained_model_dir, tmp_path, dask_cluster):
     cluster, _ = dask_cluster
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps({"text": f"I like ham {i}", "id": i}) + "\n" for i in range(30)))
-    result = CliRunner().invoke(app, ["tag", str(model_dir), str(data), "--output", str(tmp_path / "out"),
+    result = CliRunner().invoke(app, ["tag", str(trained_model_dir), str(data), "--output", str(tmp_path / "out"),
                                       "--format", "jsonl", "--scheduler", cluster.scheduler_address,
                                       "--partition-size", "8", "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -190,19 +185,19 @@ def test_cli_dask_scheduler_address_with_jsonl_input(model_dir, tmp_path, dask_c
     records = read_output_records(tmp_path / "out")
     assert [r["meta"] for r in records] == [{"id": i} for i in range(30)]
     assert part_files(tmp_path / "out") == [f"part-0000{i}.jsonl" for i in range(4)]
-    result = CliRunner().invoke(app, ["tag", str(model_dir), str(data), "-o", str(tmp_path / "out"), "-f", "jsonl",
+    result = CliRunner().invoke(app, ["tag", str(trained_model_dir), str(data), "-o", str(tmp_path / "out"), "-f", "jsonl",
                                       "--partition-size", "8", "--no-progress"])
     assert result.exit_code == 0 and "Nothing to do: all 4 partitions" in result.output
 
 
-def test_cli_conllu_keeps_gold_tokenization(model_dir, tmp_path):
+def test_cli_conllu_keeps_gold_tokenization(trained_model_dir, tmp_path):
     data = tmp_path / "in.conllu"
     data.write_text(
         "# sent_id = a\n1\tI\t_\t_\t_\t_\t_\t_\t_\t_\n2\tlike\t_\t_\t_\t_\t_\t_\t_\t_\n"
         "3\tham\t_\t_\t_\t_\t_\t_\t_\tSpaceAfter=No\n4\t.\t_\t_\t_\t_\t_\t_\t_\t_\n\n"
         "# sent_id = b\n1\tEat-eggs\t_\t_\t_\t_\t_\t_\t_\t_\n\n"
     )
-    result = CliRunner().invoke(app, ["tag", str(model_dir), str(data), "-o", str(tmp_path / "out"), "-f", "both"])
+    result = CliRunner().invoke(app, ["tag", str(trained_model_dir), str(data), "-o", str(tmp_path / "out"), "-f", "both"])
     assert result.exit_code == 0, result.output
     records = read_output_records(tmp_path / "out")
     assert [(r["sent_id"], r["text"], r["tokens"]) for r in records] == [
@@ -216,11 +211,11 @@ def test_cli_conllu_keeps_gold_tokenization(model_dir, tmp_path):
     ('{"text": "a"}\n{"txt": "b"}\n', "in.jsonl", 'in.jsonl:2: the JSON object has no "text" field'),
     ('{"text": "a"}\n{oops\n', "in.jsonl", "in.jsonl:2: invalid JSON"),
 ])
-def test_cli_bad_input_gives_a_clear_error(model_dir, tmp_path, content, name, message):
+def test_cli_bad_input_gives_a_clear_error(trained_model_dir, tmp_path, content, name, message):
     path = tmp_path / name
     if content is not None:
         path.write_text(content)
-    result = CliRunner().invoke(app, ["tag", str(model_dir), str(path), "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["tag", str(trained_model_dir), str(path), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
     assert not list((tmp_path / "out").glob("part-*")) if (tmp_path / "out").exists() else True
@@ -233,11 +228,11 @@ def test_cli_missing_model(tmp_path):
     assert result.exit_code == 1 and "Model not found" in result.output
 
 
-def test_cli_confusion_report(model_dir, tmp_path):
+def test_cli_confusion_report(trained_model_dir, tmp_path):
     data = tmp_path / "gold.conllu"
     data.write_text("1\tI\t_\t_\tPRP\t_\t_\t_\t_\t_\n2\tlike\t_\t_\tVBP\t_\t_\t_\t_\t_\n"
                     "3\tham\t_\t_\tNN\t_\t_\t_\t_\t_\n\n")
-    result = CliRunner().invoke(app, ["confusion", str(model_dir), str(data), "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["confusion", str(trained_model_dir), str(data), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "confusion.json").read_text())["n_tokens"] == 3
 

@@ -46,15 +46,10 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(trained_model_dir):
-    return trained_model_dir
-
-
-@pytest.fixture(scope="module")
-def prob_model_dir(model_dir, workdir):
+def prob_model_dir(trained_model_dir, workdir):
     """The same weights, with ``store_probabilities = true``."""
     path = workdir / "model_probs"
-    spacy.load(model_dir, config={"components": {"lstm_tagger": {"store_probabilities": True}}}).to_disk(path)
+    spacy.load(trained_model_dir, config={"components": {"lstm_tagger": {"store_probabilities": True}}}).to_disk(path)
     return path
 
 
@@ -80,30 +75,30 @@ BAD_JSONL = [
 
 
 @pytest.mark.parametrize("line,problem", BAD_JSONL, ids=lambda v: v[:40] if isinstance(v, str) else v)
-def test_bad_jsonl_stops_before_tagging_naming_file_and_line(model_dir, tmp_path, line, problem):
+def test_bad_jsonl_stops_before_tagging_naming_file_and_line(trained_model_dir, tmp_path, line, problem):
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "fine", "id": 18446744073709551615}\n' + line + '\n{"text": "after"}\n',
                     encoding="utf8")
     output = tmp_path / "out"
     with pytest.raises(InputError) as err:
-        tag_corpus(model_dir, [path], output, formats="both", progress=False)
+        tag_corpus(trained_model_dir, [path], output, formats="both", progress=False)
     assert f"{path}:2:" in str(err.value) and problem in str(err.value)
     assert nothing_written(output)
 
 
-def test_empty_conllu_form_stops_before_tagging(model_dir, tmp_path):
+def test_empty_conllu_form_stops_before_tagging(trained_model_dir, tmp_path):
     path = tmp_path / "in.conllu"
     path.write_text(CONLLU_ROW.format(i=1, form="Hi") + "\n" + CONLLU_ROW.format(i=1, form="I")
                     + CONLLU_ROW.format(i=2, form="") + "\n", encoding="utf8")
     output = tmp_path / "out"
-    result = CliRunner().invoke(app, ["tag", str(model_dir), str(path), "-o", str(output)])
+    result = CliRunner().invoke(app, ["tag", str(trained_model_dir), str(path), "-o", str(output)])
     assert result.exit_code == 1
     assert f"{path}:4: empty FORM" in " ".join(result.output.split())
     assert nothing_written(output)
 
 
 @pytest.mark.parametrize("name", ["in.txt", "in.jsonl"])
-def test_text_beyond_max_length_stops_before_tagging(model_dir, tmp_path, name):
+def test_text_beyond_max_length_stops_before_tagging(trained_model_dir, tmp_path, name):
     path = tmp_path / name
     long_text = "ham " * 250_001  # 1,000,004 characters
     lines = ["I like ham", long_text]
@@ -111,20 +106,20 @@ def test_text_beyond_max_length_stops_before_tagging(model_dir, tmp_path, name):
                     encoding="utf8")
     output = tmp_path / "out"
     with pytest.raises(InputError, match=rf"{name}:2: a text of 1,000,004 characters, more than spaCy's nlp.max_length"):
-        tag_corpus(model_dir, [path], output, progress=False)
+        tag_corpus(trained_model_dir, [path], output, progress=False)
     assert nothing_written(output)
 
 
-def test_valid_extreme_meta_round_trips(model_dir, tmp_path):
+def test_valid_extreme_meta_round_trips(trained_model_dir, tmp_path):
     """The limits are the formats' own: 64-bit integers and finite floats pass."""
     path = tmp_path / "in.jsonl"
     meta = {"big": 18446744073709551615, "small": -9223372036854775808, "f": 1.7976931348623157e308,
             "nested": [[[{"a": "é \U0001F600"}]]]}
     path.write_text(json.dumps({"text": "I like ham", **meta}) + "\n", encoding="utf8")
-    tag_corpus(model_dir, [path], tmp_path / "out", formats="both", progress=False)
+    tag_corpus(trained_model_dir, [path], tmp_path / "out", formats="both", progress=False)
     line = (tmp_path / "out" / "part-00000.jsonl").read_text(encoding="utf8")
     assert json.loads(line)["meta"] == meta
-    nlp = spacy.load(model_dir)
+    nlp = spacy.load(trained_model_dir)
     stored = read_output_docs(tmp_path / "out", nlp.vocab)[0].user_data["input"]["meta"]
     assert json.loads(json.dumps(stored)) == meta  # (msgpack gives lists back as tuples)
 
@@ -152,19 +147,19 @@ def small_input(tmp_path):
     return path
 
 
-def test_output_that_is_a_file(model_dir, small_input, tmp_path):
+def test_output_that_is_a_file(trained_model_dir, small_input, tmp_path):
     target = tmp_path / "taken"
     target.write_text("keep me\n")
-    line = one_line_error(CliRunner().invoke(app, ["tag", str(model_dir), str(small_input), "-o", str(target)]))
+    line = one_line_error(CliRunner().invoke(app, ["tag", str(trained_model_dir), str(small_input), "-o", str(target)]))
     assert str(target) in line and "not a directory" in line
     assert target.read_text() == "keep me\n"
-    line = one_line_error(CliRunner().invoke(app, ["tag", str(model_dir), str(small_input),
+    line = one_line_error(CliRunner().invoke(app, ["tag", str(trained_model_dir), str(small_input),
                                                    "-o", str(target / "sub" / "out")]))
     assert str(target) in line and "not a directory" in line
     assert target.read_text() == "keep me\n"
 
 
-def test_output_not_writable(model_dir, small_input, tmp_path):
+def test_output_not_writable(trained_model_dir, small_input, tmp_path):
     if os.geteuid() == 0:
         parent = Path("/sys")  # root may write anywhere but in sysfs
         if not parent.is_dir():
@@ -174,7 +169,7 @@ def test_output_not_writable(model_dir, small_input, tmp_path):
         parent.mkdir()
         parent.chmod(0o500)
     output = parent / "spacy-lstm-tagger-out"
-    line = one_line_error(CliRunner().invoke(app, ["tag", str(model_dir), str(small_input), "-o", str(output)]))
+    line = one_line_error(CliRunner().invoke(app, ["tag", str(trained_model_dir), str(small_input), "-o", str(output)]))
     assert "Cannot write" in line and str(output) in line
     assert not output.exists()
 
@@ -187,19 +182,19 @@ def test_output_not_writable(model_dir, small_input, tmp_path):
     (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
     (["--partition-size", "0"], "--partition-size must be at least 1, got 0"),
 ])
-def test_bad_numbers_are_rejected(model_dir, small_input, tmp_path, args, message):
+def test_bad_numbers_are_rejected(trained_model_dir, small_input, tmp_path, args, message):
     output = tmp_path / "out"
-    line = one_line_error(CliRunner().invoke(app, ["tag", str(model_dir), str(small_input), "-o", str(output),
+    line = one_line_error(CliRunner().invoke(app, ["tag", str(trained_model_dir), str(small_input), "-o", str(output),
                                                    *args]))
     assert message in line
     assert not output.exists()
 
 
-def test_unreachable_scheduler_fails_fast_naming_the_address(model_dir, small_input, tmp_path):
+def test_unreachable_scheduler_fails_fast_naming_the_address(trained_model_dir, small_input, tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"
     output = tmp_path / "out"
     start = time.monotonic()
-    line = one_line_error(CliRunner().invoke(app, ["tag", str(model_dir), str(small_input), "-o", str(output),
+    line = one_line_error(CliRunner().invoke(app, ["tag", str(trained_model_dir), str(small_input), "-o", str(output),
                                                    "--scheduler", address]))
     assert time.monotonic() - start < 20  # (Dask itself would retry for 30 s)
     assert address in line and "scheduler" in line
@@ -208,9 +203,9 @@ def test_unreachable_scheduler_fails_fast_naming_the_address(model_dir, small_in
 
 # --- 11: a resume refuses a changed model or input ------------------------------
 
-def test_resume_refuses_another_model_at_the_same_path(model_dir, small_input, tmp_path):
+def test_resume_refuses_another_model_at_the_same_path(trained_model_dir, small_input, tmp_path):
     model = tmp_path / "model"
-    shutil.copytree(model_dir, model)
+    shutil.copytree(trained_model_dir, model)
     output = tmp_path / "out"
     tag_corpus(model, [small_input], output, partition_size=1, progress=False)
     (output / "part-00001.spacy").unlink()
@@ -222,22 +217,22 @@ def test_resume_refuses_another_model_at_the_same_path(model_dir, small_input, t
     assert not (output / "part-00001.spacy").exists()
 
 
-def test_resume_refuses_an_input_edited_in_place(model_dir, tmp_path):
+def test_resume_refuses_an_input_edited_in_place(trained_model_dir, tmp_path):
     path = tmp_path / "in.txt"
     path.write_text("I like ham\nEat eggs\nThey like eggs\n", encoding="utf8")
     output = tmp_path / "out"
-    tag_corpus(model_dir, [path], output, partition_size=1, progress=False)
+    tag_corpus(trained_model_dir, [path], output, partition_size=1, progress=False)
     (output / "part-00002.spacy").unlink()
     stat = path.stat()
     path.write_text("I like yam\nEat eggs\nThey like eggs\n", encoding="utf8")  # same size, same lines
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even the same mtime
     with pytest.raises(OutputMismatchError) as err:
-        tag_corpus(model_dir, [path], output, partition_size=1, progress=False)
+        tag_corpus(trained_model_dir, [path], output, partition_size=1, progress=False)
     assert str(path) in str(err.value) and "start over" in str(err.value)
     assert not (output / "part-00002.spacy").exists()
     # unchanged inputs and model: the resume goes ahead
     path.write_text("I like ham\nEat eggs\nThey like eggs\n", encoding="utf8")
-    stats = tag_corpus(model_dir, [path], output, partition_size=1, progress=False)
+    stats = tag_corpus(trained_model_dir, [path], output, partition_size=1, progress=False)
     assert (stats.n_skipped, stats.n_submitted) == (2, 1)
 
 
@@ -262,8 +257,8 @@ class BatchWitness:
             yield from batch
 
 
-def test_batches_never_cross_a_partition(model_dir, varied_corpus, tmp_path):
-    nlp = spacy.load(model_dir)
+def test_batches_never_cross_a_partition(trained_model_dir, varied_corpus, tmp_path):
+    nlp = spacy.load(trained_model_dir)
     nlp.add_pipe("batch_witness")
     nlp.to_disk(tmp_path / "model")
     output = tmp_path / "out"
@@ -299,14 +294,14 @@ def test_probabilities_byte_identical_across_processes(prob_model_dir, varied_co
     assert file_bytes(tmp_path / "two") == file_bytes(tmp_path / "one")
 
 
-def test_other_batch_size_same_tags_close_probabilities(model_dir, prob_model_dir, varied_corpus, tmp_path):
+def test_other_batch_size_same_tags_close_probabilities(trained_model_dir, prob_model_dir, varied_corpus, tmp_path):
     """Another --batch-size: the same tokens and tags; tag_prob values agree
     to 1e-6 (not bit for bit). Without probabilities the JSONL files are
     byte-identical."""
     nlp = spacy.load(prob_model_dir)
     outputs = {}
     for batch_size in (1, 64):
-        for model in (prob_model_dir, model_dir):
+        for model in (prob_model_dir, trained_model_dir):
             output = tmp_path / f"{model.name}-b{batch_size}"
             tag_corpus(model, [varied_corpus], output, formats="both", partition_size=100, batch_size=batch_size,
                        progress=False)
@@ -373,10 +368,10 @@ def check_complete_partitions(output: Path) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_n_process_stops_workers_and_keeps_complete_partitions(model_dir, long_corpus, tmp_path,
+def test_interrupt_n_process_stops_workers_and_keeps_complete_partitions(trained_model_dir, long_corpus, tmp_path,
                                                                          signum):
     output = tmp_path / "out"
-    proc = start_cli(model_dir, long_corpus, output, "--n-process", "2")
+    proc = start_cli(trained_model_dir, long_corpus, output, "--n-process", "2")
     wait_for_partitions(proc, output)
     workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     assert workers
@@ -391,13 +386,13 @@ def test_interrupt_n_process_stops_workers_and_keeps_complete_partitions(model_d
     assert not wait_gone(workers, 20)
     check_complete_partitions(output)
     # the same command resumes and finishes the run
-    stats = tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, progress=False)
+    stats = tag_corpus(trained_model_dir, [long_corpus], output, partition_size=40, batch_size=16, progress=False)
     assert stats.n_skipped > 0 and len(list(output.glob("part-*.spacy"))) == N_LONG // 40
 
 
-def test_workers_exit_when_the_main_process_is_killed(model_dir, long_corpus, tmp_path):
+def test_workers_exit_when_the_main_process_is_killed(trained_model_dir, long_corpus, tmp_path):
     output = tmp_path / "out"
-    proc = start_cli(model_dir, long_corpus, output, "--n-process", "2")
+    proc = start_cli(trained_model_dir, long_corpus, output, "--n-process", "2")
     wait_for_partitions(proc, output)
     workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     assert workers
@@ -409,7 +404,7 @@ def test_workers_exit_when_the_main_process_is_killed(model_dir, long_corpus, tm
     assert not alive, "worker processes outlived the main process"
 
 
-def test_a_killed_pool_worker_fails_the_run_cleanly(model_dir, long_corpus, tmp_path):
+def test_a_killed_pool_worker_fails_the_run_cleanly(trained_model_dir, long_corpus, tmp_path):
     """A worker process killed mid-run: the run stops with an error naming it
     (no hang), the other worker is stopped, and the same command resumes."""
     import threading
@@ -430,11 +425,11 @@ def test_a_killed_pool_worker_fails_the_run_cleanly(model_dir, long_corpus, tmp_
     watcher = threading.Thread(target=kill_a_worker_after_the_first_partition, daemon=True)
     watcher.start()
     with pytest.raises(TaggingError, match=r"Worker process \d+ died \(exit code -9\) while tagging partition part-"):
-        tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, n_process=2, progress=False)
+        tag_corpus(trained_model_dir, [long_corpus], output, partition_size=40, batch_size=16, n_process=2, progress=False)
     watcher.join()
     assert not wait_gone(killed, 20)
     check_complete_partitions(output)
-    stats = tag_corpus(model_dir, [long_corpus], output, partition_size=40, batch_size=16, progress=False)
+    stats = tag_corpus(trained_model_dir, [long_corpus], output, partition_size=40, batch_size=16, progress=False)
     assert stats.n_skipped > 0 and stats.n_skipped + stats.n_submitted == N_LONG // 40
 
 
