@@ -64,11 +64,16 @@ VECTORS_SYSTEMS = {
     "lstm_tagger_vectors": "md",
     "lstm_tagger_accuracy_vectors": "md",
     "lstm_tagger_glove": "glove",
+    "lstm_tagger_distilled_vectors": "md",
 }
 PRETRAINED_DIRS = {"md": "en_core_web_md_vectors", "glove": "glove_6b_50d"}
 # Distilled students: trained on the soft tags of a finished teacher system (trained first).
-DISTILLED_SYSTEMS = {"lstm_tagger_distilled": ROOT / "configs" / "lstm_tagger_distilled.cfg"}
-TEACHERS = {"lstm_tagger_distilled": "lstm_tagger_accuracy"}
+DISTILLED_SYSTEMS = {
+    "lstm_tagger_distilled": ROOT / "configs" / "lstm_tagger_distilled.cfg",
+    # the frozen-transformer tagger's knowledge in a static-vectors model (issue 13)
+    "lstm_tagger_distilled_vectors": ROOT / "configs" / "lstm_tagger_distilled_md_vectors.cfg",
+}
+TEACHERS = {"lstm_tagger_distilled": "lstm_tagger_accuracy", "lstm_tagger_distilled_vectors": "lstm_tagger_transformer"}
 SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS}
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {

@@ -1,8 +1,11 @@
 """Distillation: a student trained on a teacher's soft tags learns the
 teacher's tags (even against its own gold), in Python and through the
-config's [initialize.after_init] callback as `spacy train` runs it."""
+config's [initialize.after_init] callback as `spacy train` runs it; a
+teacher with an upstream component runs it on its own copies of the docs;
+the teacher's probabilities are cached per text, within a bound."""
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
 from spacy.util import load_config
@@ -42,7 +45,7 @@ def test_student_learns_the_teachers_tags(teacher, weight, learns):
     student.add_pipe("lstm_tagger", config={"model": dict(TINY_MODEL)})
     examples = make_examples(student, wrong_gold())
     optimizer = student.initialize(lambda: examples)
-    attach(student.get_pipe("lstm_tagger"), teacher.get_pipe("lstm_tagger"), weight)
+    attach(student.get_pipe("lstm_tagger"), teacher, weight)
     for _ in range(80):
         losses = student.update(examples, sgd=optimizer)
     assert losses["lstm_tagger"] >= 0
@@ -79,7 +82,9 @@ def test_distilled_config_trains_from_the_teacher_path(teacher, tmp_path):
 def test_distillation_errors_are_clear(teacher, tmp_path):
     student = train_tiny(n_iter=0, crf=True)
     with pytest.raises(ValueError, match="CRF student"):
-        attach(student.get_pipe("lstm_tagger"), teacher.get_pipe("lstm_tagger"), 0.5)
+        attach(student.get_pipe("lstm_tagger"), teacher, 0.5)
+    with pytest.raises(ValueError, match="no \\(enabled\\) component 'tagger'"):
+        attach(train_tiny(n_iter=0).get_pipe("lstm_tagger"), teacher, 0.5, teacher_component="tagger")
     for path, message in ((tmp_path / "missing", "teacher pipeline"), (None, "paths.teacher")):
         nlp = distilled_nlp(path)
         examples = make_examples(nlp)
@@ -88,7 +93,6 @@ def test_distillation_errors_are_clear(teacher, tmp_path):
 
 
 def test_teacher_student_loss_is_the_cross_entropy_with_its_gradient():
-    import numpy
 
     from spacy_lstm_tagger.distill import get_teacher_student_loss
 
@@ -98,3 +102,69 @@ def test_teacher_student_loss_is_the_cross_entropy_with_its_gradient():
     expected = -(0.6 * numpy.log(0.7) + 0.3 * numpy.log(0.2) + 0.1 * numpy.log(0.1) + numpy.log(0.8))
     assert abs(loss - expected) < 1e-5
     numpy.testing.assert_allclose(d_scores[0], student[0] - teacher[0], atol=1e-6)
+
+
+def test_a_teacher_with_an_upstream_tok2vec_tags_its_own_copies_of_the_docs():
+    """The teacher's lstm_tagger listens to a tok2vec of its own pipeline; the
+    student (no tok2vec, another vocab) still learns the teacher's tags."""
+    from test_upstream import listener_nlp, train
+
+    teacher = train(listener_nlp(), n_iter=120)
+    assert tags(teacher) == [a["tags"] for _, a in TRAIN_DATA]
+    fix_random_seed(1)
+    student = spacy.blank("en")
+    student.add_pipe("lstm_tagger", config={"model": dict(TINY_MODEL)})
+    examples = make_examples(student, wrong_gold())
+    optimizer = student.initialize(lambda: examples)
+    attach(student.get_pipe("lstm_tagger"), teacher, 1.0)
+    assert [name for name, _ in student.get_pipe("lstm_tagger").teacher.upstream] == ["tok2vec"]
+    for _ in range(80):
+        student.update(examples, sgd=optimizer)
+    assert tags(student) == [a["tags"] for _, a in TRAIN_DATA]
+
+
+@pytest.mark.parametrize("fits", [0, 2, 100])
+def test_teacher_probabilities_are_cached_per_text_within_the_bound(teacher, fits):
+    student = train_tiny(n_iter=0)
+    labels = tuple(student.get_pipe("lstm_tagger").labels)
+    docs = [student.make_doc(text) for text, _ in TRAIN_DATA]
+    doc_mb = max(len(doc) for doc in docs) * len(labels) * 4 / 2**20  # float32 rows of the longest doc
+    attach(student.get_pipe("lstm_tagger"), teacher, 0.5, cache_mb=fits * doc_mb)
+    t = student.get_pipe("lstm_tagger").teacher
+    calls = []
+    predict = t._predict
+    t._predict = lambda texts, labels: calls.append(len(texts)) or predict(texts, labels)
+    first = t.probabilities(docs, labels)
+    # the same texts again, as new Doc objects (as each epoch of `spacy train` makes them)
+    second = t.probabilities([student.make_doc(text) for text, _ in TRAIN_DATA], labels)
+    cached = len(t._cache)
+    assert min(fits, len(docs)) <= cached <= len(docs) if fits else cached == 0
+    assert t._cache_bytes <= t.cache_mb * 2**20
+    assert calls == [len(docs)] + ([len(docs) - cached] if cached < len(docs) else [])
+    for a, b, doc in zip(first, second, docs):
+        assert a.shape == (len(doc), len(labels))
+        numpy.testing.assert_allclose(a, b, atol=1e-6)
+        numpy.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
+    # other student labels (another column order): the cache starts again
+    t.probabilities(docs, labels[::-1])
+    assert len(t._cache) == cached and t._cache_labels == labels[::-1]
+
+
+def test_a_teacher_with_static_vectors_reads_its_own_vectors_not_the_students():
+    from test_static_vectors import nlp_with_vectors
+
+    from conftest import train_pipeline
+    from spacy_lstm_tagger.model import split_heads
+
+    fix_random_seed(0)
+    teacher = train_pipeline(nlp_with_vectors(), 60)
+    student = train_tiny(n_iter=0)  # no vectors in its vocab
+    assert not len(student.vocab.vectors)
+    attach(student.get_pipe("lstm_tagger"), teacher, 0.5, cache_mb=0)
+    pipe = teacher.get_pipe("lstm_tagger")
+    labels = tuple(pipe.labels)
+    texts = [text for text, _ in TRAIN_DATA]
+    got = student.get_pipe("lstm_tagger").teacher.probabilities([student.make_doc(t) for t in texts], labels)
+    own = split_heads(pipe.model, pipe.model.predict([teacher.make_doc(t) for t in texts]))["tag"]
+    for a, b in zip(got, own):
+        numpy.testing.assert_allclose(a, pipe.model.ops.to_numpy(b), atol=1e-5)
