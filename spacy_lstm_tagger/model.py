@@ -120,7 +120,8 @@ def build_wordchar_bilstm_tagger(
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
         window_context=window_context, joint_pos=joint_pos, crf=crf,
-        include_static_vectors=include_static_vectors, nO=nO,
+        include_static_vectors=include_static_vectors, char_cache_size=char_cache_size,
+        quantize=quantize, nO=nO,
     )
     return _build(
         word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
