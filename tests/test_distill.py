@@ -37,17 +37,23 @@ def teacher():
     return train_tiny(n_iter=300)
 
 
-@pytest.mark.parametrize("weight,learns", [(1.0, "teacher"), (0.0, "gold")])
-def test_student_learns_the_teachers_tags(teacher, weight, learns):
-    assert tags(teacher) == [a["tags"] for _, a in TRAIN_DATA]
+def distill_student(teacher, weight, n_iter=80):
+    """A tiny student trained on wrong gold tags and ``weight`` x the teacher's."""
     fix_random_seed(1)
     student = spacy.blank("en")
     student.add_pipe("lstm_tagger", config={"model": dict(TINY_MODEL)})
     examples = make_examples(student, wrong_gold())
     optimizer = student.initialize(lambda: examples)
     attach(student.get_pipe("lstm_tagger"), teacher, weight)
-    for _ in range(80):
+    for _ in range(n_iter):
         losses = student.update(examples, sgd=optimizer)
+    return student, losses
+
+
+@pytest.mark.parametrize("weight,learns", [(1.0, "teacher"), (0.0, "gold")])
+def test_student_learns_the_teachers_tags(teacher, weight, learns):
+    assert tags(teacher) == [a["tags"] for _, a in TRAIN_DATA]
+    student, losses = distill_student(teacher, weight)
     assert losses["lstm_tagger"] >= 0
     expected = [a["tags"] for _, a in (TRAIN_DATA if learns == "teacher" else wrong_gold())]
     assert tags(student) == expected
@@ -111,15 +117,8 @@ def test_a_teacher_with_an_upstream_tok2vec_tags_its_own_copies_of_the_docs():
 
     teacher = train(listener_nlp(), n_iter=120)
     assert tags(teacher) == [a["tags"] for _, a in TRAIN_DATA]
-    fix_random_seed(1)
-    student = spacy.blank("en")
-    student.add_pipe("lstm_tagger", config={"model": dict(TINY_MODEL)})
-    examples = make_examples(student, wrong_gold())
-    optimizer = student.initialize(lambda: examples)
-    attach(student.get_pipe("lstm_tagger"), teacher, 1.0)
+    student, _ = distill_student(teacher, 1.0)
     assert [name for name, _ in student.get_pipe("lstm_tagger").teacher.upstream] == ["tok2vec"]
-    for _ in range(80):
-        student.update(examples, sgd=optimizer)
     assert tags(student) == [a["tags"] for _, a in TRAIN_DATA]
 
 
