@@ -234,6 +234,19 @@ def prepare_vectors(source: str, train: str, work: Path, pretrained_dir: Path) -
     return vectors_dir
 
 
+def parse_overrides(pairs: List[str]) -> Dict[str, Any]:
+    """``KEY=VALUE`` pairs as ``spacy train``'s command line reads them: a
+    value that parses as JSON is that value (192, true), anything else a string."""
+    overrides: Dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            overrides[key] = srsly.json_loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
+
+
 def load_max_steps(config_path: Path) -> Optional[int]:
     from spacy.util import load_config
 
@@ -407,7 +420,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train-one":
         train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
-                  args.threads, args.max_steps, args.vectors, args.teacher, dict(kv.split("=", 1) for kv in args.set))
+                  args.threads, args.max_steps, args.vectors, args.teacher, parse_overrides(args.set))
     elif args.command == "finish-one":
         finish_one(args.system, Path(args.work_dir) / args.system, args.threads)
     elif args.command == "measure-one":
