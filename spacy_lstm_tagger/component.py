@@ -41,15 +41,13 @@ DEFAULT_MODEL_CONFIG = """
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
-# The joint default keeps v1's dropout (0.33 / 0.1), what configs/lstm_tagger_joint.cfg
-# was measured with; v2's own defaults (0.5 / 0.25) are the tag-only recipe's.
+# v2's defaults (the recipe's dropout 0.5 / 0.25, as configs/lstm_tagger_joint.cfg)
+# with the UPOS and FEATS heads.
 DEFAULT_JOINT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
 joint_pos = true
 joint_morph = true
-dropout = 0.33
-word_dropout = 0.1
 """
 DEFAULT_JOINT_MODEL = Config().from_str(DEFAULT_JOINT_MODEL_CONFIG)["model"]
 
