@@ -180,6 +180,9 @@ def attach(student, teacher_nlp: Language, weight: float, *, teacher_component: 
     """Make ``student`` learn from the tag probabilities of ``teacher_nlp``'s
     ``teacher_component`` (checks both; the teacher's upstream components,
     e.g. a transformer, run on the teacher's copies of the docs)."""
+    if not isinstance(teacher_nlp, Language):
+        raise ValueError(f"The teacher must be a trained pipeline (a Language, e.g. spacy.load(path)), "
+                         f"not {type(teacher_nlp).__name__}")
     if teacher_component not in teacher_nlp.pipe_names:
         raise ValueError(f"The teacher pipeline has no (enabled) component {teacher_component!r} "
                          f"(it has {teacher_nlp.pipe_names})")

@@ -89,6 +89,8 @@ def test_distillation_errors_are_clear(teacher, tmp_path):
     student = train_tiny(n_iter=0, crf=True)
     with pytest.raises(ValueError, match="CRF student"):
         attach(student.get_pipe("lstm_tagger"), teacher, 0.5)
+    with pytest.raises(ValueError, match="must be a trained pipeline"):
+        attach(train_tiny(n_iter=0).get_pipe("lstm_tagger"), teacher.get_pipe("lstm_tagger"), 0.5)
     with pytest.raises(ValueError, match="no \\(enabled\\) component 'tagger'"):
         attach(train_tiny(n_iter=0).get_pipe("lstm_tagger"), teacher, 0.5, teacher_component="tagger")
     for path, message in ((tmp_path / "missing", "teacher pipeline"), (None, "paths.teacher")):
