@@ -18,7 +18,7 @@ vectors). The teacher is not saved with the student: the trained student is
 a plain ``lstm_tagger``.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy
 import spacy
@@ -57,10 +57,10 @@ class Teacher:
     _cache_bytes: int = field(default=0, repr=False)
 
     @property
-    def upstream(self) -> List[Tuple[str, Callable]]:
-        """The teacher pipeline's (enabled) components before the teacher tagger."""
+    def upstream(self) -> List[str]:
+        """The names of the teacher pipeline's (enabled) components before the teacher tagger."""
         index = next(i for i, (_, proc) in enumerate(self.nlp.pipeline) if proc is self.pipe)
-        return self.nlp.pipeline[:index]
+        return self.nlp.pipe_names[:index]
 
     def probabilities(self, docs: List[Doc], student_labels: Tuple[str, ...]) -> List[Floats2d]:
         """The teacher's tag probabilities for ``docs``, as columns of the
@@ -83,8 +83,8 @@ class Teacher:
     def _predict(self, texts: List[Tuple[Tuple[str, ...], Tuple[bool, ...]]],
                  student_labels: Tuple[str, ...]) -> List[Floats2d]:
         docs = [Doc(self.nlp.vocab, words=list(words), spaces=list(spaces)) for words, spaces in texts]
-        for _, proc in self.upstream:
-            docs = list(proc.pipe(docs)) if hasattr(proc, "pipe") else [proc(doc) for doc in docs]
+        upstream = self.upstream
+        docs = list(self.nlp.pipe(docs, disable=[name for name in self.nlp.pipe_names if name not in upstream]))
         tag_scores = split_heads(self.pipe.model, self.pipe.model.predict(docs))["tag"]
         if self.pipe.use_crf:
             tag_scores = crf_marginals(self.pipe.model, tag_scores)
