@@ -4,12 +4,17 @@ The torch path's speed relative to spaCy's tagger moves ~3x between VMs
 with the same platform string (issue 17): the LSTM kernels (oneDNN) and
 MKL's GEMMs pick their code by instruction set, spaCy's tagger runs on
 blis/numpy. So the record names the CPU model, its vector ISA flags, the
-ISA torch dispatches to, whether oneDNN/MKL are in use, and the thread
-settings of every library in the timing.
+ISA torch dispatches to, whether oneDNN/MKL are in use, the thread
+settings of every library in the timing, the kernel set blis picked and
+what one matrix product costs in each library.
 """
 import os
 import platform
-from typing import Any, Dict
+import re
+import subprocess
+import sys
+import time
+from typing import Any, Dict, Optional
 
 # vector/matrix extensions that change which kernels oneDNN, MKL and blis run
 ISA_FLAGS = (
@@ -89,6 +94,51 @@ def blas_info() -> Dict[str, Any]:
     return info
 
 
+def blis_config() -> Optional[str]:
+    """The sub-configuration (kernel set) blis picked for this CPU, from its
+    own debug line in a child process: e.g. 'skx', 'zen3', or 'generic' (no
+    SIMD micro-kernels, several times slower) where it does not recognize
+    the CPU, as on VMs that hide the CPU's family/model."""
+    code = "import numpy, blis.py; a = numpy.ones((8, 8), dtype='f'); blis.py.gemm(a, a)"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "BLIS_ARCH_DEBUG": "1"},
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"sub-configuration '([^']+)'", done.stderr + done.stdout)
+    return found.group(1) if found else None
+
+
+def gemm_gflops(seconds: float = 0.3) -> Dict[str, float]:
+    """Single-thread float32 GFLOP/s of one (2048 x 256) x (256 x 256) matrix
+    product by each library in the timing: Thinc's ops (what spaCy's tagger
+    runs its layers on: blis under NumpyOps), numpy's BLAS and torch (MKL).
+    The ratio of the torch path to spaCy's tagger moves with these."""
+    import numpy
+    import torch
+    from thinc.api import get_current_ops
+
+    a, b = numpy.random.rand(2048, 256).astype("f"), numpy.random.rand(256, 256).astype("f")
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    ops = get_current_ops()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    products = {"thinc_ops": lambda: ops.gemm(a, b), "numpy": lambda: a @ b, "torch": lambda: ta @ tb}
+    flop = 2 * 2048 * 256 * 256
+    result = {}
+    try:
+        for name, product in products.items():
+            product()
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                product()
+                n += 1
+            result[name] = round(n * flop / (time.perf_counter() - start) / 1e9, 1)
+    finally:
+        torch.set_num_threads(threads)
+    return result
+
+
 def machine_info() -> Dict[str, Any]:
     """Everything above, plus the platform, Python and the relevant environment."""
     info: Dict[str, Any] = {
@@ -102,6 +152,8 @@ def machine_info() -> Dict[str, Any]:
     info.update(cpu_model_and_flags())
     info.update(torch_info())
     info.update(blas_info())
+    info["blis_config"] = blis_config()
+    info["gemm_gflops_1_thread"] = gemm_gflops()
     info["env"] = {name: os.environ[name] for name in ENV_VARS if name in os.environ}
     return info
 

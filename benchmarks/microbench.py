@@ -223,7 +223,7 @@ def bench_kernels(repeats: int) -> None:
                 "oneDNN": lambda: pytorch_model.bilstm_padded(lstm, x, lengths),
                 "native": native,
                 "bf16": lambda: pytorch_model.bilstm_padded(bf16_lstm, bf16_x, lengths),
-                "int8": lambda: int8.padded(x, lengths),
+                "int8": lambda: pytorch_model.bilstm_padded(int8, x, lengths),
             }, repeats)
             print(f"{name:>20}: " + "  ".join(f"{k} {1000 * v:7.1f} ms" for k, v in medians.items()))
 

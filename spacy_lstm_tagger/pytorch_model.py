@@ -4,10 +4,12 @@ This module knows nothing about spaCy or Thinc. It takes integer tensors
 (built by ``featurize.py``) and returns unnormalized scores, so it can be
 tested, profiled and reused on its own.
 """
+from functools import partial
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .char_cache import CharEncodingCache
@@ -50,16 +52,18 @@ class CharBiLSTMEncoder(nn.Module):
     def _encode_by_length(self, char_ids: torch.Tensor, char_lengths: torch.Tensor) -> torch.Tensor:
         """Inference: final states (forward at each word's last character,
         backward at its first) from length-sorted padded chunks."""
-        embedded = self.embed(char_ids)
         hidden = self.lstm.hidden_size
 
         def encode(ids: torch.Tensor, length: int) -> torch.Tensor:
             chunk_lengths = char_lengths[ids.cpu()]
-            out = bilstm_padded(self.lstm, embedded[ids, :length], chunk_lengths)
-            last = (chunk_lengths - 1).to(out.device)
-            return torch.cat([out[torch.arange(len(ids), device=out.device), last, :hidden], out[:, 0, hidden:]], dim=-1)
+            # time-major: (length, n_types, char_embed_size)
+            forward, backward, _ = bilstm_directions(self.lstm, self.embed(char_ids[ids, :length].t()), chunk_lengths)
+            # both final states sit at each word's last step: the backward
+            # outputs are still in reversed order (its first character last)
+            last, rows = (chunk_lengths - 1).to(forward.device), torch.arange(len(ids), device=forward.device)
+            return torch.cat([forward[last, rows], backward[last, rows]], dim=-1)
 
-        encoded = embedded.new_empty(len(char_ids), 2 * hidden)
+        encoded = self.embed.weight.new_empty(len(char_ids), 2 * hidden)
         return fill_by_length(encoded, char_lengths, encode, self.chunk_tokens)
 
 
@@ -267,7 +271,9 @@ class WordCharBiLSTMTagger(nn.Module):
         clusters: Optional[torch.Tensor] = None, upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Each token's input to the sentence BiLSTM: [word; vectors; type inputs; clusters; upstream]."""
-        parts = [self.word_embed(word_ids).sum(dim=2), types[token_types]]
+        # index_select, not types[token_types]: on CPU advanced indexing is
+        # several times slower (benchmarks/NOTES.md)
+        parts = [self.word_embed(word_ids).sum(dim=2), types.index_select(0, token_types.reshape(-1)).view(*token_types.shape, -1)]
         if self.include_static_vectors:
             parts.insert(1, self.vectors_proj(vectors))
         if self.cluster_embed is not None:
@@ -281,6 +287,19 @@ class WordCharBiLSTMTagger(nn.Module):
         if len(heads) == 1:
             return heads[0](encoded)
         return torch.cat([head(encoded) for head in heads], dim=-1)
+
+    def _heads_of_directions(self, forward: torch.Tensor, backward: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The heads' scores from :func:`bilstm_directions`' output: each
+        direction times its half of the (float) head weights, the backward
+        part put in order afterwards, on n_columns instead of 2 x hidden
+        values per position, and no concatenation of the directions."""
+        heads = [getattr(self, name) for name in HEADS if getattr(self, name) is not None]
+        if not all(type(head) is nn.Linear for head in heads):  # e.g. int8 heads (quantize.py)
+            return self._heads(torch.cat([forward, take_rows(backward, rows)], dim=-1))
+        weight = heads[0].weight if len(heads) == 1 else torch.cat([head.weight for head in heads])
+        bias = heads[0].bias if len(heads) == 1 else torch.cat([head.bias for head in heads])
+        hidden = forward.shape[-1]
+        return F.linear(forward, weight[:, :hidden], bias) + take_rows(F.linear(backward, weight[:, hidden:]), rows)
 
     def _predict_by_length(
         self, word_ids: torch.Tensor, types: torch.Tensor, token_types: torch.Tensor,
@@ -296,16 +315,16 @@ class WordCharBiLSTMTagger(nn.Module):
         n_seqs, max_len = token_types.shape
 
         def score(ids: torch.Tensor, length: int) -> torch.Tensor:
+            # time-major (length, n_seqs, ...): the LSTM kernel's own layout
+            step_major = lambda t: None if t is None else t[ids, :length].transpose(0, 1)  # noqa: E731
             tokens = self._token_inputs(
-                word_ids[ids, :length], types, token_types[ids, :length],
-                None if vectors is None else vectors[ids, :length],
-                None if clusters is None else clusters[ids, :length],
-                None if upstream is None else upstream[ids, :length],
+                step_major(word_ids), types, step_major(token_types),
+                step_major(vectors), step_major(clusters), step_major(upstream),
             )
             chunk_lengths = lengths[ids.cpu()]
-            encoded = bilstm_padded(self.lstm, tokens, chunk_lengths)
-            inside = (torch.arange(length) < chunk_lengths.unsqueeze(1)).unsqueeze(-1).to(encoded.device)
-            return self._heads(encoded) * inside
+            scores = self._heads_of_directions(*bilstm_directions(self.lstm, tokens, chunk_lengths))
+            inside = (torch.arange(length).unsqueeze(1) < chunk_lengths.unsqueeze(0)).unsqueeze(-1).to(scores.device)
+            return (scores * inside).transpose(0, 1)
 
         scores = types.new_zeros(n_seqs, max_len, sum(self.head_sizes().values()))
         return fill_by_length(scores, lengths, score, self.chunk_tokens)
@@ -360,30 +379,70 @@ def fill_by_length(
     return out
 
 
-def bilstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """A bidirectional ``lstm`` on padded ``x`` (inference only: no
-    inter-layer dropout). The backward direction runs on each sequence
-    reversed within its length, so padding never enters it; positions past
-    a sequence's length are zero. This takes PyTorch's fused CPU kernels,
-    which packed sequences don't."""
-    if not isinstance(lstm, nn.LSTM):  # e.g. quantize.DynamicInt8BiLSTM
-        return lstm.padded(x, lengths)
-    n_seqs, length, _ = x.shape
-    steps = torch.arange(length).unsqueeze(0)
-    ends = lengths.unsqueeze(1)
-    # reverses each row within its length; applying it twice is the identity
-    reverse = torch.where(steps < ends, ends - 1 - steps, steps).unsqueeze(-1).to(x.device)
-    zeros = x.new_zeros(1, n_seqs, lstm.hidden_size)
+def reversal_rows(lengths: torch.Tensor, length: int) -> torch.Tensor:
+    """Row indices into the ``(length * n_seqs)`` rows of a time-major padded
+    batch that reverse each sequence within its length (padding stays where
+    it is). Applying them twice is the identity."""
+    steps = torch.arange(length).unsqueeze(1)
+    ends = lengths.cpu().unsqueeze(0)
+    within = torch.where(steps < ends, ends - 1 - steps, steps)
+    return (within * len(lengths) + torch.arange(len(lengths)).unsqueeze(0)).reshape(-1)
+
+
+def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``x`` (length, n_seqs, width) with its positions reordered by the flat
+    ``rows`` of :func:`reversal_rows`. One row copy per position
+    (``index_select``): on CPU over 10x faster than the element-wise
+    ``gather`` it replaced, which was a tenth of inference time
+    (benchmarks/NOTES.md)."""
+    length, n_seqs, width = x.shape
+    return x.reshape(length * n_seqs, width).index_select(0, rows).view(length, n_seqs, width)
+
+
+def bilstm_directions(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A bidirectional ``lstm`` on a padded, **time-major** batch ``x``
+    (length, n_seqs, width), for inference (no inter-layer dropout).
+
+    Returns the top layer's forward outputs, its backward outputs *in
+    reversed order* (step ``t`` of sequence ``i`` holds the backward state of
+    step ``length_i - 1 - t``) and the rows (:func:`reversal_rows`) that put
+    them in order: a caller that applies a linear layer next can do so
+    before reordering, on fewer columns, and skip the concatenation.
+
+    The backward direction runs on each sequence reversed within its length,
+    so padding never reaches a real position; outputs past a sequence's
+    length are unspecified. Each direction is one call of PyTorch's fused
+    LSTM kernel (oneDNN on CPU), which packed sequences don't take; time-major
+    is the kernel's own layout, so no input or output is transposed.
+    ``lstm`` is an ``nn.LSTM`` or has ``direction(layer, reverse, x)``
+    (``quantize.DynamicInt8BiLSTM``)."""
+    rows = reversal_rows(lengths, x.shape[0]).to(x.device)
+    run = getattr(lstm, "direction", None) or partial(_lstm_direction, lstm)
     for layer in range(lstm.num_layers):
-        directions = []
-        for suffix in ("", "_reverse"):
-            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            inputs = x.gather(1, reverse.expand(-1, -1, x.shape[2])) if suffix else x
-            y = torch.lstm(inputs, (zeros, zeros), weights, True, 1, 0.0, False, False, True)[0]
-            directions.append(y.gather(1, reverse.expand(-1, -1, y.shape[2])) if suffix else y)
-        x = torch.cat(directions, dim=-1)
-    # the forward direction ran on over the padding: zero it
-    return x * (steps < ends).unsqueeze(-1).to(x.device)
+        forward = run(layer, False, x)
+        backward = run(layer, True, take_rows(x, rows))
+        if layer + 1 < lstm.num_layers:
+            x = torch.cat([forward, take_rows(backward, rows)], dim=-1)
+    return forward, backward, rows
+
+
+def _lstm_direction(lstm: nn.LSTM, layer: int, reverse: bool, x: torch.Tensor) -> torch.Tensor:
+    """One direction of one layer of ``lstm`` over time-major ``x``, from zero states."""
+    suffix = "_reverse" if reverse else ""
+    weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    zeros = x.new_zeros(1, x.shape[1], lstm.hidden_size)
+    return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, False, False, False)[0]
+
+
+def bilstm_padded(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """:func:`bilstm_directions` on a batch-first ``x`` (n_seqs, length,
+    width), both directions in order and concatenated as
+    ``pad_packed_sequence`` gives them: positions past a sequence's length
+    are zero."""
+    forward, backward, rows = bilstm_directions(lstm, x.transpose(0, 1), lengths)
+    out = torch.cat([forward, take_rows(backward, rows)], dim=-1).transpose(0, 1)
+    inside = torch.arange(x.shape[1]).unsqueeze(0) < lengths.cpu().unsqueeze(1)
+    return out * inside.unsqueeze(-1).to(out.device)
 
 
 class LinearChainCRF(nn.Module):

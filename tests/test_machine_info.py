@@ -23,3 +23,20 @@ def test_machine_info_has_torch_dispatch_and_threads():
     assert info["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert info["torch_threads"] == torch.get_num_threads()
     assert {"cpu_model", "isa_flags", "onednn_enabled", "mkl_available", "thinc_ops", "numpy_blas"} <= set(info)
+
+
+def test_machine_info_names_blis_kernels_and_gemm_speeds():
+    """Where blis runs its 'generic' kernels spaCy's tagger is several times
+    slower (benchmarks/NOTES.md): the record says which kernel set blis took
+    and what one matrix product costs in each library."""
+    import torch
+
+    from machine_info import blis_config, gemm_gflops
+
+    config = blis_config()
+    assert config is None or (isinstance(config, str) and config)
+    threads = torch.get_num_threads()
+    speeds = gemm_gflops(seconds=0.02)
+    assert set(speeds) == {"thinc_ops", "numpy", "torch"}
+    assert all(isinstance(v, float) and v > 0 for v in speeds.values())
+    assert torch.get_num_threads() == threads  # the probe restores torch's pool

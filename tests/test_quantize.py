@@ -1,6 +1,7 @@
-"""Opt-in int8 dynamic quantization (model setting ``quantize``): close to the
-float model, saved as float weights with the switch in the config, rebuilt
-when the weights change."""
+"""Opt-in reduced-precision inference, int8 dynamic quantization (model
+setting ``quantize``) and bfloat16 (``bfloat16``): close to the float model,
+saved as float weights with the switch in the config, rebuilt when the
+weights change."""
 import numpy
 import pytest
 import spacy
@@ -36,11 +37,12 @@ def test_int8_bilstm_reverse_direction_ignores_padding():
     quantized = DynamicInt8BiLSTM(lstm)
     x = torch.randn(1, 6, 4)
     with torch.inference_mode():
-        short = quantized.padded(x[:, :4], torch.tensor([4]))
+        short = bilstm_padded(quantized, x[:, :4], torch.tensor([4]))
         # zero padding leaves the dynamic quantization range (min/max of the input) unchanged
-        padded = quantized.padded(torch.cat([x[:, :4], torch.zeros(1, 2, 4)], dim=1), torch.tensor([4]))
-        reads_padding = torch.cat([quantized.directions[0](x[:, :4])[0], quantized.directions[1](
-            torch.cat([torch.zeros(1, 2, 4), x[:, :4].flip(1)], dim=1))[0][:, 2:].flip(1)], dim=-1)
+        padded = bilstm_padded(quantized, torch.cat([x[:, :4], torch.zeros(1, 2, 4)], dim=1), torch.tensor([4]))
+        # the per-direction LSTMs are time-major
+        run = lambda direction, inputs: quantized.directions[direction](inputs.transpose(0, 1))[0].transpose(0, 1)  # noqa: E731
+        reads_padding = torch.cat([run(0, x[:, :4]), run(1, torch.cat([torch.zeros(1, 2, 4), x[:, :4].flip(1)], dim=1))[:, 2:].flip(1)], dim=-1)
     torch.testing.assert_close(padded[:, :4], short)
     assert not torch.allclose(reads_padding, short, atol=1e-3)  # the test can tell
 
@@ -97,9 +99,60 @@ def test_int8_copy_is_rebuilt_when_weights_change(tmp_path):
     with torch.no_grad():
         fresh = quantized_copy(get_torch_module(model))
     shim = model.layers[0].shims[0]
-    stale_output = shim.predict_module._quantized.output
+    stale_output = shim.predict_module._copy.output
     got = model.predict(docs)
-    assert shim.predict_module._quantized.output is not stale_output
+    assert shim.predict_module._copy.output is not stale_output
     expected_weight = fresh.output.weight().dequantize()
-    torch.testing.assert_close(shim.predict_module._quantized.output.weight().dequantize(), expected_weight)
+    torch.testing.assert_close(shim.predict_module._copy.output.weight().dequantize(), expected_weight)
     assert len(got) == len(docs)
+
+
+def reduced_precision_nlp(nlp, tmp_path, **settings):
+    nlp.to_disk(tmp_path / "float")
+    return spacy.load(tmp_path / "float", config={"components": {"lstm_tagger": {"model": settings}}})
+
+
+def test_bfloat16_pipeline_tags_like_the_float_one(tmp_path):
+    nlp = train_tiny()
+    examples = make_examples(nlp)
+    docs = [eg.predicted for eg in examples]
+    bnlp = reduced_precision_nlp(nlp, tmp_path, bfloat16=True)
+    shim = bnlp.get_pipe("lstm_tagger").model.layers[0].shims[0]
+    expected = nlp.get_pipe("lstm_tagger").model.predict(docs)
+    got = bnlp.get_pipe("lstm_tagger").model.predict(docs)
+    assert shim.predict_module._copy.module.output.weight.dtype == torch.bfloat16
+    for a, b in zip(expected, got):
+        assert a.dtype == b.dtype == numpy.float32 and a.shape == b.shape
+        assert not numpy.array_equal(a, b)  # really bf16, not the float32 module
+        numpy.testing.assert_allclose(a, b, atol=0.05)
+        assert (a.argmax(axis=1) == b.argmax(axis=1)).mean() >= 0.9
+    # the float module and its weights are untouched; saving keeps float32 and the switch
+    assert all(t.dtype == torch.float32 for t in get_torch_module(bnlp.get_pipe("lstm_tagger").model).state_dict().values())
+    bnlp.to_disk(tmp_path / "bf16")
+    loaded = spacy.load(tmp_path / "bf16")
+    assert loaded.config["components"]["lstm_tagger"]["model"]["bfloat16"] is True
+    for a, b in zip(got, loaded.get_pipe("lstm_tagger").model.predict(docs)):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_bfloat16_copy_is_rebuilt_when_weights_change(tmp_path):
+    nlp = train_tiny(n_iter=5)
+    bnlp = reduced_precision_nlp(nlp, tmp_path, bfloat16=True)
+    examples = make_examples(bnlp)
+    docs = [eg.predicted for eg in examples]
+    model = bnlp.get_pipe("lstm_tagger").model
+    model.predict(docs)
+    shim = model.layers[0].shims[0]
+    stale = shim.predict_module._copy
+    bnlp.update(examples, sgd=bnlp.resume_training())
+    model.predict(docs)
+    assert shim.predict_module._copy is not stale
+    float_weight = get_torch_module(model).output.weight
+    torch.testing.assert_close(shim.predict_module._copy.module.output.weight, float_weight.to(torch.bfloat16))
+
+
+def test_int8_and_bfloat16_together_is_a_clear_error():
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="at most one"):
+        nlp.add_pipe("lstm_tagger", config={"model": {
+            "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "quantize": True, "bfloat16": True}})

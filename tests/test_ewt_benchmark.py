@@ -1,0 +1,40 @@
+"""The EWT benchmark harness: what its timing children see (issue 17)."""
+import sys
+from pathlib import Path
+
+import spacy
+
+from conftest import make_examples, train_tiny
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import ewt_benchmark  # noqa: E402
+
+
+def test_timing_children_run_every_thread_pool_single_threaded():
+    env = ewt_benchmark.single_threaded_env(1)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
+        assert env[name] == "1"
+
+
+def test_char_caches_are_emptied_before_each_timed_pass(tmp_path):
+    """A timed pass must not profit from the dev words an earlier pass put
+    in the character cache: the float module's and the bfloat16 copy's."""
+    nlp = train_tiny(n_iter=3)
+    texts = [eg.reference.text for eg in make_examples(nlp)]
+    nlp.to_disk(tmp_path / "float")
+    for settings, n_caches in (({}, 1), ({"bfloat16": True}, 2)):
+        loaded = spacy.load(tmp_path / "float", config={"components": {"lstm_tagger": {"model": settings}}})
+        list(loaded.pipe(texts))
+        model = loaded.get_pipe("lstm_tagger").model
+        shim = model.layers[0].shims[0]
+        root = shim._model if shim.predict_module is None else shim.predict_module.current.module
+        assert len(root.char_encoder.cache) > 0
+        assert ewt_benchmark.empty_char_caches(loaded) == n_caches
+        assert len(root.char_encoder.cache) == 0
+
+
+def test_numpy_blas_variant_measures_the_trained_spacy_tagger():
+    source, overrides = ewt_benchmark.VARIANTS["spacy_tagger_numpy_blas"]
+    assert source == "spacy_tagger" and overrides == {}
+    assert "spacy_tagger_numpy_blas" in ewt_benchmark.NUMPY_BLAS_VARIANTS
+    assert set(ewt_benchmark.SPACY_BASELINES) <= set(ewt_benchmark.DEFAULT_SYSTEMS)
