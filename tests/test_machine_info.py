@@ -37,6 +37,6 @@ def test_machine_info_names_blis_kernels_and_gemm_speeds():
     assert config is None or (isinstance(config, str) and config)
     threads = torch.get_num_threads()
     speeds = gemm_gflops(seconds=0.02)
-    assert set(speeds) == {"thinc_ops", "numpy", "torch"}
+    assert {"numpy", "torch"} <= set(speeds) <= {"blis", "numpy", "torch"}
     assert all(isinstance(v, float) and v > 0 for v in speeds.values())
     assert torch.get_num_threads() == threads  # the probe restores torch's pool
