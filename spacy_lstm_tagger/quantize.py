@@ -137,9 +137,11 @@ class BFloat16Module(nn.Module):
         # (the copy's cache starts empty and holds bfloat16 encodings)
         self.module = copy.deepcopy(module).to(torch.bfloat16).eval()
 
-    def forward(self, *args: Any) -> torch.Tensor:
-        cast = [a.to(torch.bfloat16) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
-        return self.module(*cast).float()
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        def cast(value: Any) -> Any:
+            return value.to(torch.bfloat16) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+        return self.module(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()}).float()
 
 
 def bfloat16_copy(module: WordCharBiLSTMTagger) -> BFloat16Module:

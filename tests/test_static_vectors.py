@@ -86,3 +86,12 @@ def test_vectors_of_another_width_is_a_clear_error(vectors_nlp, tmp_path):
     loaded.vocab.set_vector("green", numpy.ones(WIDTH + 1, dtype="float32"))
     with pytest.raises(ValueError, match="width"):
         loaded("green eggs")
+
+
+def test_bfloat16_inference_takes_the_float_vectors(vectors_nlp, tmp_path):
+    """The bfloat16 copy casts the float32 vectors on the way in (no dtype
+    error inside torch) and tags as the float32 model does."""
+    vectors_nlp.to_disk(tmp_path)
+    loaded = spacy.load(tmp_path, config={"components": {"lstm_tagger": {"model": {"bfloat16": True}}}})
+    texts = [text for text, _ in TRAIN_DATA]
+    assert [[t.tag_ for t in d] for d in loaded.pipe(texts)] == [[t.tag_ for t in d] for d in vectors_nlp.pipe(texts)]
