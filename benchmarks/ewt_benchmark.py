@@ -415,7 +415,7 @@ def plot(result: Dict, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     for name, row in result["systems"].items():
         if name in VARIANTS:  # same training as its source system
             continue
@@ -430,9 +430,9 @@ def plot(result: Dict, png_path: Path) -> None:
     names = list(result["systems"])
     speeds = [result["systems"][n]["words_per_second"] for n in names]
     ax2.bar(range(len(names)), speeds, color=["tab:gray" if n in SPACY_BASELINES else "tab:blue" for n in names])
-    ax2.set_xticks(range(len(names)), [n.replace("lstm_tagger_", "") for n in names], rotation=20)
+    ax2.set_xticks(range(len(names)), [n.replace("lstm_tagger_", "") for n in names], rotation=30, ha="right")
     for i, v in enumerate(speeds):
-        ax2.text(i, v, f"{v:,}", ha="center", va="bottom")
+        ax2.text(i, v, f"{v:,}", ha="center", va="bottom", fontsize=8)
     ax2.set_ylabel("words / second (nlp.pipe, CPU)")
     ax2.set_title("Inference speed, same run")
     fig.tight_layout()
