@@ -112,9 +112,10 @@ def build_wordchar_bilstm_tagger(
         layers (dynamic quantization, quantize.py); training and the saved
         weights stay float.
     bfloat16: at inference, run a bfloat16 copy of the whole module
-        (quantize.py); training and the saved weights stay float32. About 2x
-        faster on CPUs with native bf16 (avx512_bf16 or AMX), several times
-        slower on CPUs without it. Not together with ``quantize``.
+        (quantize.py); training and the saved weights stay float32. A tagging
+        pass was 1.4-1.8x faster on a CPU with native bf16 (avx512_bf16;
+        benchmarks/NOTES.md); without native bf16 (no avx512_bf16 or AMX) it
+        is slower than float32 and warns. Not together with ``quantize``.
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
