@@ -88,12 +88,12 @@ def quantized_copy(module: WordCharBiLSTMTagger) -> WordCharBiLSTMTagger:
 
 
 class InferenceCopy:
-    """Holds an inference-only copy of a float module, made by ``make``
-    (a module-level function, so the holder pickles) and rebuilt when the
-    float weights change."""
+    """Holds an inference-only copy of a float module, made by the subclass's
+    ``make`` and rebuilt when the float weights change."""
 
-    def __init__(self, make: Callable[[WordCharBiLSTMTagger], nn.Module]) -> None:
-        self.make = make
+    make: Callable[[WordCharBiLSTMTagger], nn.Module]
+
+    def __init__(self) -> None:
         self._fingerprint: Optional[Tuple] = None
         self._copy: Optional[nn.Module] = None
 
@@ -110,20 +110,16 @@ class InferenceCopy:
         return self._copy
 
     def __getstate__(self):
-        return {"make": self.make}  # the copy is rebuilt on first use after unpickling
+        return {}  # the copy is rebuilt on first use after unpickling
 
     def __setstate__(self, state) -> None:
-        self.__init__(state["make"])
+        self.__init__()
 
 
 class QuantizedInference(InferenceCopy):
     """The int8 copy (:func:`quantized_copy`) of the shim's module."""
 
-    def __init__(self) -> None:
-        super().__init__(quantized_copy)
-
-    def __setstate__(self, state) -> None:
-        self.__init__()
+    make = staticmethod(quantized_copy)
 
 
 class BFloat16Module(nn.Module):
@@ -172,8 +168,4 @@ def _native_bf16() -> bool:
 class BFloat16Inference(InferenceCopy):
     """The bfloat16 copy (:func:`bfloat16_copy`) of the shim's module."""
 
-    def __init__(self) -> None:
-        super().__init__(bfloat16_copy)
-
-    def __setstate__(self, state) -> None:
-        self.__init__()
+    make = staticmethod(bfloat16_copy)

@@ -47,9 +47,14 @@ def test_int8_bilstm_reverse_direction_ignores_padding():
     assert not torch.allclose(reads_padding, short, atol=1e-3)  # the test can tell
 
 
-def quantized_nlp(nlp, tmp_path, quantize=True):
+def reduced_precision_nlp(nlp, tmp_path, **settings):
+    """``nlp`` saved and loaded again with the model ``settings`` (quantize, bfloat16)."""
     nlp.to_disk(tmp_path / "float")
-    return spacy.load(tmp_path / "float", config={"components": {"lstm_tagger": {"model": {"quantize": quantize}}}})
+    return spacy.load(tmp_path / "float", config={"components": {"lstm_tagger": {"model": settings}}})
+
+
+def quantized_nlp(nlp, tmp_path, quantize=True):
+    return reduced_precision_nlp(nlp, tmp_path, quantize=quantize)
 
 
 def test_quantized_pipeline_tags_like_the_float_one(tmp_path):
@@ -99,17 +104,12 @@ def test_int8_copy_is_rebuilt_when_weights_change(tmp_path):
     with torch.no_grad():
         fresh = quantized_copy(get_torch_module(model))
     shim = model.layers[0].shims[0]
-    stale_output = shim.predict_module._copy.output
+    stale_output = shim.predict_module.current.output
     got = model.predict(docs)
-    assert shim.predict_module._copy.output is not stale_output
+    assert shim.predict_module.current.output is not stale_output
     expected_weight = fresh.output.weight().dequantize()
-    torch.testing.assert_close(shim.predict_module._copy.output.weight().dequantize(), expected_weight)
+    torch.testing.assert_close(shim.predict_module.current.output.weight().dequantize(), expected_weight)
     assert len(got) == len(docs)
-
-
-def reduced_precision_nlp(nlp, tmp_path, **settings):
-    nlp.to_disk(tmp_path / "float")
-    return spacy.load(tmp_path / "float", config={"components": {"lstm_tagger": {"model": settings}}})
 
 
 def test_bfloat16_pipeline_tags_like_the_float_one(tmp_path):
@@ -120,7 +120,7 @@ def test_bfloat16_pipeline_tags_like_the_float_one(tmp_path):
     shim = bnlp.get_pipe("lstm_tagger").model.layers[0].shims[0]
     expected = nlp.get_pipe("lstm_tagger").model.predict(docs)
     got = bnlp.get_pipe("lstm_tagger").model.predict(docs)
-    assert shim.predict_module._copy.module.output.weight.dtype == torch.bfloat16
+    assert shim.predict_module.current.module.output.weight.dtype == torch.bfloat16
     for a, b in zip(expected, got):
         assert a.dtype == b.dtype == numpy.float32 and a.shape == b.shape
         assert not numpy.array_equal(a, b)  # really bf16, not the float32 module
@@ -143,12 +143,12 @@ def test_bfloat16_copy_is_rebuilt_when_weights_change(tmp_path):
     model = bnlp.get_pipe("lstm_tagger").model
     model.predict(docs)
     shim = model.layers[0].shims[0]
-    stale = shim.predict_module._copy
+    stale = shim.predict_module.current
     bnlp.update(examples, sgd=bnlp.resume_training())
     model.predict(docs)
-    assert shim.predict_module._copy is not stale
+    assert shim.predict_module.current is not stale
     float_weight = get_torch_module(model).output.weight
-    torch.testing.assert_close(shim.predict_module._copy.module.output.weight, float_weight.to(torch.bfloat16))
+    torch.testing.assert_close(shim.predict_module.current.module.output.weight, float_weight.to(torch.bfloat16))
 
 
 def test_int8_and_bfloat16_together_is_a_clear_error():
