@@ -73,7 +73,11 @@ DISTILLED_SYSTEMS = {
     # the frozen-transformer tagger's knowledge in a static-vectors model (issue 13)
     "lstm_tagger_distilled_vectors": ROOT / "configs" / "lstm_tagger_distilled_md_vectors.cfg",
 }
-TEACHERS = {"lstm_tagger_distilled": "lstm_tagger_accuracy", "lstm_tagger_distilled_vectors": "lstm_tagger_transformer"}
+# A list of several systems is an ensemble teacher (their mean probabilities).
+TEACHERS = {
+    "lstm_tagger_distilled": ["lstm_tagger_accuracy", "lstm_tagger_efficiency"],
+    "lstm_tagger_distilled_vectors": ["lstm_tagger_transformer"],
+}
 SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS}
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {
@@ -143,7 +147,7 @@ def make_timed_logger(jsonl_path: str, progress_bar: bool = False) -> Callable:
 
 
 def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Path, threads: int,
-              max_steps: Optional[int] = None, vectors: Optional[str] = None, teacher: Optional[str] = None,
+              max_steps: Optional[int] = None, vectors: Optional[str] = None, teacher: Optional[List[str]] = None,
               extra_overrides: Optional[Dict[str, str]] = None) -> None:
     """Train one system with ``spacy train`` machinery; write train_result.json."""
     import spacy  # noqa: F401  (registers spaCy's functions)
@@ -171,7 +175,7 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
     if vectors:
         overrides["paths.vectors"] = vectors
     if teacher:
-        overrides["paths.teacher"] = teacher
+        overrides["paths.teacher"] = teacher[0] if len(teacher) == 1 else list(teacher)
     overrides.update(extra_overrides or {})
     spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides=overrides)
     write_train_result(system, config_path, out_dir, round(time.perf_counter() - start, 1), threads,
@@ -308,7 +312,7 @@ def run(args: argparse.Namespace) -> Dict:
     systems = args.systems or DEFAULT_SYSTEMS
     trained = list(dict.fromkeys(VARIANTS.get(s, (s,))[0] for s in systems))
     # a teacher trains before its student
-    trained = list(dict.fromkeys([t for s in trained if s in TEACHERS for t in (TEACHERS[s],)] + trained))
+    trained = list(dict.fromkeys([t for s in trained if s in TEACHERS for t in TEACHERS[s]] + trained))
     # 1. train (resumable: a finished system keeps its train_result.json)
     for system in trained:
         out_dir = work / system
@@ -328,7 +332,7 @@ def run(args: argparse.Namespace) -> Dict:
                                 args.pretrained_dir, resource], check=True)
             extra_args += ["--set", f"paths.{key}={path}"]
         if system in TEACHERS:
-            extra_args += ["--teacher", str(work / TEACHERS[system] / "model" / "model-best")]
+            extra_args += ["--teacher", *(str(work / t / "model" / "model-best") for t in TEACHERS[system])]
         subprocess.run([
             sys.executable, __file__, "train-one", system, "--train", args.train, "--dev", args.dev,
             "--work-dir", str(work), "--threads", str(args.threads), "--max-steps", str(args.max_steps or 0),
@@ -447,7 +451,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_one.add_argument("system", choices=list(SYSTEMS))
     p_one.add_argument("--max-steps", type=int, default=0, help="override the config's max_steps (0: keep)")
     p_one.add_argument("--vectors", default=None, help="pipeline with static vectors (paths.vectors)")
-    p_one.add_argument("--teacher", default=None, help="trained teacher pipeline (paths.teacher), for distilled systems")
+    p_one.add_argument("--teacher", nargs="+", default=None,
+                       help="trained teacher pipeline(s) (paths.teacher; several: an ensemble), for distilled systems")
     p_one.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="another config override, e.g. paths.clusters=assets/pretrained/en_lexeme_cluster.json.gz")
     p_finish = sub.add_parser("finish-one", help="record a training stopped before its budget")

@@ -11,14 +11,15 @@ float targets is ``student - teacher``), mixed with the usual gold loss.
 It runs inside ``spacy train``: the ``[initialize.after_init]`` callback
 ``spacy_lstm_tagger.attach_teacher.v1`` loads the teacher pipeline and
 attaches it to the student component, whose ``update`` then calls
-:func:`distill_update`. The teacher may be any trained pipeline whose
+:func:`distill_update`. ``paths.teacher`` may also be a list of trained
+pipelines: an ensemble, whose mean probabilities teach. The teacher may be any trained pipeline whose
 ``lstm_tagger`` reads a transformer, a tok2vec or static vectors of its own
 (e.g. a frozen-transformer tagger distilled into a fast student with static
 vectors). The teacher is not saved with the student: the trained student is
 a plain ``lstm_tagger``.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import spacy
@@ -33,55 +34,29 @@ from .model import crf_marginals, join_heads, split_heads
 
 
 @dataclass
-class Teacher:
-    """A trained tagger, the pipeline it belongs to, and how much its soft
-    tags weigh.
+class TeacherMember:
+    """One trained tagger of a teacher and the pipeline it belongs to.
 
-    The teacher tags its own copies of the student's docs (same words and
-    spaces, the teacher's vocab), after running the components that precede
-    it in its pipeline: a teacher with a transformer or tok2vec upstream, or
-    with static vectors of its own, sees what it saw in training, whatever
-    the student's pipeline has. Its probabilities are cached per text, up
-    to ``cache_mb`` megabytes of float32 rows (0 = no cache): a teacher in
-    inference mode is deterministic and ``spacy train`` shows every training
-    doc once per epoch, so later epochs cost the student no teacher forward
-    pass (EWT's 12.5k training sentences x 50 tags take ~40 MB).
-    """
+    It tags its own copies of the student's docs (same words and spaces, its
+    own vocab), after running the components that precede it in its
+    pipeline: a teacher with a transformer or tok2vec upstream, or with
+    static vectors of its own, sees what it saw in training, whatever the
+    student's pipeline has."""
 
     nlp: Language
     pipe: "spacy.pipeline.Tagger"
-    weight: float
-    cache_mb: float = 256.0
-    _cache: Dict[Tuple[Tuple[str, ...], Tuple[bool, ...]], Floats2d] = field(default_factory=dict, repr=False)
-    _cache_labels: Optional[Tuple[str, ...]] = field(default=None, repr=False)
-    _cache_bytes: int = field(default=0, repr=False)
 
     @property
     def upstream(self) -> List[str]:
-        """The names of the teacher pipeline's (enabled) components before the teacher tagger."""
+        """The names of the pipeline's (enabled) components before the tagger."""
         index = next(i for i, (_, proc) in enumerate(self.nlp.pipeline) if proc is self.pipe)
         return self.nlp.pipe_names[:index]
 
-    def probabilities(self, docs: List[Doc], student_labels: Tuple[str, ...]) -> List[Floats2d]:
-        """The teacher's tag probabilities for ``docs``, as columns of the
-        student's labels (a label the teacher lacks gets 0; the teacher's
-        other labels are dropped and each row renormalized)."""
-        if self._cache_labels != student_labels:
-            self._cache.clear()
-            self._cache_bytes = 0
-            self._cache_labels = student_labels
-        keys = [(tuple(t.text for t in doc), tuple(bool(t.whitespace_) for t in doc)) for doc in docs]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
-        fresh = dict(zip(missing, self._predict(missing, student_labels))) if missing else {}
-        for key, probs in fresh.items():
-            if self._cache_bytes + probs.nbytes > self.cache_mb * 2**20:
-                break
-            self._cache[key] = probs
-            self._cache_bytes += probs.nbytes
-        return [fresh[k] if k in fresh else self._cache[k] for k in keys]
-
-    def _predict(self, texts: List[Tuple[Tuple[str, ...], Tuple[bool, ...]]],
-                 student_labels: Tuple[str, ...]) -> List[Floats2d]:
+    def probabilities(self, texts: List[Tuple[Tuple[str, ...], Tuple[bool, ...]]],
+                      student_labels: Tuple[str, ...]) -> List[Floats2d]:
+        """Tag probabilities for ``texts`` (words, spaces) as columns of the
+        student's labels (a label this tagger lacks gets 0; its other labels
+        are dropped and each row renormalized)."""
         docs = [Doc(self.nlp.vocab, words=list(words), spaces=list(spaces)) for words, spaces in texts]
         upstream = self.upstream
         docs = list(self.nlp.pipe(docs, disable=[name for name in self.nlp.pipe_names if name not in upstream]))
@@ -98,6 +73,55 @@ class Teacher:
             total = mapped.sum(axis=1, keepdims=True)
             out.append(mapped / numpy.where(total > 0, total, 1.0))
         return out
+
+
+@dataclass
+class Teacher:
+    """One trained tagger or an ensemble of several, and how much its soft
+    tags weigh.
+
+    An ensemble's probabilities are the mean of its members' (each mapped to
+    the student's labels): taggers trained apart make partly independent
+    errors, so their mean is a better teacher than any one of them (on EWT
+    dev the accuracy and efficiency models, 94.80 and 94.65 alone, score
+    95.12 together; ``benchmarks/NOTES.md``). The probabilities are cached
+    per text, up to ``cache_mb`` megabytes of float32 rows (0 = no cache): a
+    teacher in inference mode is deterministic and ``spacy train`` shows
+    every training doc once per epoch, so later epochs cost the student no
+    teacher forward pass (EWT's 12.5k training sentences x 50 tags take
+    ~40 MB, whatever the number of members).
+    """
+
+    members: List[TeacherMember]
+    weight: float
+    cache_mb: float = 256.0
+    _cache: Dict[Tuple[Tuple[str, ...], Tuple[bool, ...]], Floats2d] = field(default_factory=dict, repr=False)
+    _cache_labels: Optional[Tuple[str, ...]] = field(default=None, repr=False)
+    _cache_bytes: int = field(default=0, repr=False)
+
+    def probabilities(self, docs: List[Doc], student_labels: Tuple[str, ...]) -> List[Floats2d]:
+        """The teacher's tag probabilities for ``docs``, as columns of the
+        student's labels."""
+        if self._cache_labels != student_labels:
+            self._cache.clear()
+            self._cache_bytes = 0
+            self._cache_labels = student_labels
+        keys = [(tuple(t.text for t in doc), tuple(bool(t.whitespace_) for t in doc)) for doc in docs]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        fresh = dict(zip(missing, self._predict(missing, student_labels))) if missing else {}
+        for key, probs in fresh.items():
+            if self._cache_bytes + probs.nbytes > self.cache_mb * 2**20:
+                break
+            self._cache[key] = probs
+            self._cache_bytes += probs.nbytes
+        return [fresh[k] if k in fresh else self._cache[k] for k in keys]
+
+    def _predict(self, texts: List[Tuple[Tuple[str, ...], Tuple[bool, ...]]],
+                 student_labels: Tuple[str, ...]) -> List[Floats2d]:
+        per_member = [member.probabilities(texts, student_labels) for member in self.members]
+        if len(per_member) == 1:
+            return per_member[0]
+        return [numpy.mean(rows, axis=0, dtype="float32") for rows in zip(*per_member)]
 
 
 def get_teacher_student_loss(
@@ -149,49 +173,62 @@ def distill_update(
 
 
 @registry.callbacks("spacy_lstm_tagger.attach_teacher.v1")
-def make_attach_teacher(teacher: Optional[str], component: str = "lstm_tagger", teacher_component: str = "lstm_tagger",
-                        teacher_weight: float = 0.5, teacher_cache_mb: float = 256.0):
+def make_attach_teacher(teacher: Union[str, List[str], None], component: str = "lstm_tagger",
+                        teacher_component: str = "lstm_tagger", teacher_weight: float = 0.5,
+                        teacher_cache_mb: float = 256.0):
     """``[initialize.after_init]`` callback: load the trained pipeline at
-    ``teacher`` and train the ``component`` on ``teacher_weight`` x its tag
-    probabilities + (1 - teacher_weight) x the gold tags. Up to
+    ``teacher`` (or each of a list of them: an ensemble, whose mean
+    probabilities teach) and train the ``component`` on ``teacher_weight`` x
+    its tag probabilities + (1 - teacher_weight) x the gold tags. Up to
     ``teacher_cache_mb`` megabytes of the teacher's probabilities are kept
     in memory (0 = recompute every step)."""
     if not 0.0 <= teacher_weight <= 1.0:
         raise ValueError(f"teacher_weight must be in [0, 1], got {teacher_weight}")
     if teacher_cache_mb < 0:
         raise ValueError(f"teacher_cache_mb must be >= 0, got {teacher_cache_mb}")
+    paths = [teacher] if isinstance(teacher, str) else list(teacher or [])
 
     def attach_teacher(nlp: Language) -> Language:
-        if not teacher:
-            raise ValueError("Distillation needs a trained teacher pipeline: set paths.teacher (--paths.teacher DIR)")
-        try:
-            teacher_nlp = spacy.load(teacher)
-        except (OSError, IOError) as err:
-            raise ValueError(f"Could not load the teacher pipeline {teacher!r} for distillation: {err}") from err
-        attach(nlp.get_pipe(component), teacher_nlp, teacher_weight,
+        if not paths or not all(paths):
+            raise ValueError("Distillation needs a trained teacher pipeline: set paths.teacher "
+                             "(--paths.teacher DIR, or a list of DIRs for an ensemble: '[\"DIR1\",\"DIR2\"]')")
+        teachers = []
+        for path in paths:
+            try:
+                teachers.append(spacy.load(path))
+            except (OSError, IOError) as err:
+                raise ValueError(f"Could not load the teacher pipeline {path!r} for distillation: {err}") from err
+        attach(nlp.get_pipe(component), teachers, teacher_weight,
                teacher_component=teacher_component, cache_mb=teacher_cache_mb)
         return nlp
 
     return attach_teacher
 
 
-def attach(student, teacher_nlp: Language, weight: float, *, teacher_component: str = "lstm_tagger",
-           cache_mb: float = 256.0) -> None:
+def attach(student, teacher_nlp: Union[Language, Sequence[Language]], weight: float, *,
+           teacher_component: str = "lstm_tagger", cache_mb: float = 256.0) -> None:
     """Make ``student`` learn from the tag probabilities of ``teacher_nlp``'s
-    ``teacher_component`` (checks both; the teacher's upstream components,
-    e.g. a transformer, run on the teacher's copies of the docs)."""
-    if not isinstance(teacher_nlp, Language):
-        raise ValueError(f"The teacher must be a trained pipeline (a Language, e.g. spacy.load(path)), "
-                         f"not {type(teacher_nlp).__name__}")
-    if teacher_component not in teacher_nlp.pipe_names:
-        raise ValueError(f"The teacher pipeline has no (enabled) component {teacher_component!r} "
-                         f"(it has {teacher_nlp.pipe_names})")
-    teacher_pipe = teacher_nlp.get_pipe(teacher_component)
-    for role, pipe in (("student", student), ("teacher", teacher_pipe)):
-        if not hasattr(pipe, "use_crf"):
-            raise ValueError(f"Distillation needs an lstm_tagger as the {role}, not {type(pipe).__name__}")
+    ``teacher_component`` (or from their mean over a list of pipelines;
+    checks all of them; a teacher's upstream components, e.g. a transformer,
+    run on its own copies of the docs)."""
+    pipelines = list(teacher_nlp) if isinstance(teacher_nlp, (list, tuple)) else [teacher_nlp]
+    if not pipelines:
+        raise ValueError("The teacher ensemble is empty: give at least one trained pipeline")
     if getattr(student, "use_crf", False):
         raise ValueError("Distillation into a CRF student is not supported: its tag scores are not probabilities")
-    if not set(teacher_pipe.labels) & set(student.labels):
-        raise ValueError(f"The teacher's tags ({len(teacher_pipe.labels)}) share no label with the student's")
-    student.teacher = Teacher(teacher_nlp, teacher_pipe, weight, cache_mb)
+    members = []
+    for nlp in pipelines:
+        if not isinstance(nlp, Language):
+            raise ValueError(f"The teacher must be a trained pipeline (a Language, e.g. spacy.load(path)), "
+                             f"not {type(nlp).__name__}")
+        if teacher_component not in nlp.pipe_names:
+            raise ValueError(f"The teacher pipeline has no (enabled) component {teacher_component!r} "
+                             f"(it has {nlp.pipe_names})")
+        teacher_pipe = nlp.get_pipe(teacher_component)
+        for role, pipe in (("student", student), ("teacher", teacher_pipe)):
+            if not hasattr(pipe, "use_crf"):
+                raise ValueError(f"Distillation needs an lstm_tagger as the {role}, not {type(pipe).__name__}")
+        if not set(teacher_pipe.labels) & set(student.labels):
+            raise ValueError(f"The teacher's tags ({len(teacher_pipe.labels)}) share no label with the student's")
+        members.append(TeacherMember(nlp, teacher_pipe))
+    student.teacher = Teacher(members, weight, cache_mb)

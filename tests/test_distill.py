@@ -61,7 +61,12 @@ def test_student_learns_the_teachers_tags(teacher, weight, learns):
 
 def distilled_nlp(teacher_path, teacher_weight=1.0):
     """The distilled config with the tiny model, built as `spacy train` builds it."""
-    overrides = {} if teacher_path is None else {"paths.teacher": str(teacher_path)}
+    if teacher_path is None:
+        overrides = {}
+    elif isinstance(teacher_path, list):  # an ensemble, as `--paths.teacher '["a","b"]'` gives it
+        overrides = {"paths.teacher": [str(path) for path in teacher_path]}
+    else:
+        overrides = {"paths.teacher": str(teacher_path)}
     config = load_config(CONFIG, overrides=overrides)
     config["components"]["lstm_tagger"]["model"].update(TINY_MODEL)
     config["initialize"]["after_init"]["teacher_weight"] = teacher_weight
@@ -93,7 +98,10 @@ def test_distillation_errors_are_clear(teacher, tmp_path):
         attach(train_tiny(n_iter=0).get_pipe("lstm_tagger"), teacher.get_pipe("lstm_tagger"), 0.5)
     with pytest.raises(ValueError, match="no \\(enabled\\) component 'tagger'"):
         attach(train_tiny(n_iter=0).get_pipe("lstm_tagger"), teacher, 0.5, teacher_component="tagger")
-    for path, message in ((tmp_path / "missing", "teacher pipeline"), (None, "paths.teacher")):
+    with pytest.raises(ValueError, match="ensemble is empty"):
+        attach(train_tiny(n_iter=0).get_pipe("lstm_tagger"), [], 0.5)
+    for path, message in ((tmp_path / "missing", "teacher pipeline"), (None, "paths.teacher"), ([], "paths.teacher"),
+                          ([tmp_path / "missing"], "teacher pipeline")):
         nlp = distilled_nlp(path)
         examples = make_examples(nlp)
         with pytest.raises(ValueError, match=message):
@@ -120,7 +128,7 @@ def test_a_teacher_with_an_upstream_tok2vec_tags_its_own_copies_of_the_docs():
     teacher = train(listener_nlp(), n_iter=120)
     assert tags(teacher) == [a["tags"] for _, a in TRAIN_DATA]
     student, _ = distill_student(teacher, 1.0)
-    assert student.get_pipe("lstm_tagger").teacher.upstream == ["tok2vec"]
+    assert student.get_pipe("lstm_tagger").teacher.members[0].upstream == ["tok2vec"]
     # the probabilities are the teacher's own, with its tok2vec run first
     from spacy_lstm_tagger.model import split_heads
 
@@ -131,6 +139,32 @@ def test_a_teacher_with_an_upstream_tok2vec_tags_its_own_copies_of_the_docs():
     for a, b in zip(got, own):
         numpy.testing.assert_allclose(a, pipe.model.ops.to_numpy(b), atol=1e-5)
     assert tags(student) == [a["tags"] for _, a in TRAIN_DATA]
+
+
+def test_an_ensemble_teaches_the_mean_of_its_members_probabilities(teacher, tmp_path):
+    """A list of teacher paths in the config loads each pipeline; the
+    student's targets are the mean of the members' probabilities."""
+    from spacy_lstm_tagger.distill import Teacher
+
+    fix_random_seed(2)
+    other = train_tiny(n_iter=30)  # a weaker, different teacher
+    teacher.to_disk(tmp_path / "a")
+    other.to_disk(tmp_path / "b")
+    nlp = distilled_nlp([tmp_path / "a", tmp_path / "b"])
+    examples = make_examples(nlp, wrong_gold())
+    optimizer = nlp.initialize(lambda: examples)
+    ensemble = nlp.get_pipe("lstm_tagger").teacher
+    assert len(ensemble.members) == 2
+    labels = tuple(nlp.get_pipe("lstm_tagger").labels)
+    docs = [nlp.make_doc(text) for text, _ in TRAIN_DATA]
+    alone = [Teacher([member], 1.0, 0).probabilities(docs, labels) for member in ensemble.members]
+    assert not all(numpy.allclose(a, b, atol=1e-3) for a, b in zip(*alone))  # the members differ
+    for mean, a, b in zip(ensemble.probabilities(docs, labels), *alone):
+        numpy.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
+        numpy.testing.assert_allclose(mean.sum(axis=1), 1.0, atol=1e-5)
+    for _ in range(80):
+        nlp.update(examples, sgd=optimizer)
+    assert tags(nlp) == tags(teacher)  # the confident teacher outweighs the weak one
 
 
 @pytest.mark.parametrize("fits", [0, 2, 100])
