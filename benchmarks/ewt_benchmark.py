@@ -179,11 +179,12 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
     overrides.update(extra_overrides or {})
     spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides=overrides)
     write_train_result(system, config_path, out_dir, round(time.perf_counter() - start, 1), threads,
-                       config["training"]["max_steps"], round(peak_rss_mb(), 1))
+                       config["training"]["max_steps"], round(peak_rss_mb(), 1), teachers=teacher)
 
 
 def write_train_result(system: str, config_path: Path, out_dir: Path, total: Optional[float], threads: int,
-                       max_steps: int, rss_mb: Optional[float], stopped_at: Optional[int] = None) -> None:
+                       max_steps: int, rss_mb: Optional[float], stopped_at: Optional[int] = None,
+                       teachers: Optional[List[str]] = None) -> None:
     """train_result.json from the training log. ``stopped_at``: the training
     was stopped by hand (``finish-one``) before its budget; model-best is the
     best evaluation up to that step."""
@@ -195,8 +196,20 @@ def write_train_result(system: str, config_path: Path, out_dir: Path, total: Opt
         "best_step": best["step"], "best_epoch": best["epoch"], "train_peak_rss_mb": rss_mb,
         "torch_threads": threads, "max_steps": max_steps,
         **({"stopped_at_step": stopped_at} if stopped_at is not None else {}),
+        **({"teachers": list(teachers)} if teachers else {}),
         "curve": [{"seconds": r["seconds"], "step": r["step"], "tag_acc": r["scores"].get("tag_acc")} for r in log],
     })
+
+
+def teacher_names(train_result: Dict, work: Path) -> List[str]:
+    """The systems (or paths) a distilled student was taught by: its
+    training's record, else the benchmark's recipe (TEACHERS)."""
+    names = []
+    for path in train_result.get("teachers", []):
+        path = Path(path)
+        inside = path.parent.parent.parent == work and path.parts[-2:] == ("model", "model-best")
+        names.append(path.parent.parent.name if inside else str(path))
+    return names or [t for t in TEACHERS.get(train_result["system"], [])]
 
 
 def finish_one(system: str, out_dir: Path, threads: int) -> None:
@@ -381,6 +394,7 @@ def run(args: argparse.Namespace) -> Dict:
             "max_steps": train_result.get("max_steps") or load_max_steps(work / source / "config.cfg"),
             "peak_rss_mb": train_result["train_peak_rss_mb"],
             **({"stopped_at_step": train_result["stopped_at_step"]} if "stopped_at_step" in train_result else {}),
+            **({"teachers": teacher_names(train_result, work)} if source in TEACHERS else {}),
             "inference_peak_rss_mb": m["inference_peak_rss_mb"],
             "model_mb": round(dir_size_mb(work / source / "model" / "model-best"), 2),
             "curve": train_result["curve"],

@@ -38,3 +38,13 @@ def test_numpy_blas_variant_measures_the_trained_spacy_tagger():
     assert source == "spacy_tagger" and overrides == {}
     assert "spacy_tagger_numpy_blas" in ewt_benchmark.NUMPY_BLAS_VARIANTS
     assert set(ewt_benchmark.SPACY_BASELINES) <= set(ewt_benchmark.DEFAULT_SYSTEMS)
+
+
+def test_a_distilled_row_names_the_teachers_it_was_trained_by(tmp_path):
+    work = tmp_path / "work"
+    taught = {"system": "lstm_tagger_distilled", "teachers": [
+        str(work / "lstm_tagger_accuracy" / "model" / "model-best"), str(tmp_path / "elsewhere" / "model-best")]}
+    assert ewt_benchmark.teacher_names(taught, work) == ["lstm_tagger_accuracy", str(tmp_path / "elsewhere" / "model-best")]
+    # a training record without teachers (e.g. finish-one): the benchmark's recipe
+    assert ewt_benchmark.teacher_names({"system": "lstm_tagger_distilled"}, work) == \
+        ewt_benchmark.TEACHERS["lstm_tagger_distilled"] == ["lstm_tagger_accuracy", "lstm_tagger_efficiency"]
