@@ -1,4 +1,5 @@
 """The pure torch module: the fast inference path computes what training computes."""
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -103,3 +104,20 @@ def test_tagger_inference_path_equals_training_path(
     inside = (torch.arange(max_len) < lengths_t.unsqueeze(1)).unsqueeze(-1)
     torch.testing.assert_close(got * inside, expected * inside, rtol=1e-5, atol=1e-5)
     assert not (got * ~inside).any()
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 2), (4, 1), (0, 0, 2), (2, 3, 4)])
+def test_summed_rows_is_the_embeddings_sum_with_its_gradient(shape):
+    from spacy_lstm_tagger.pytorch_model import summed_rows
+
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(11, 6)
+    ids = torch.randint(0, 11, shape)
+    fused = summed_rows(embedding, ids)
+    reference = embedding(ids).sum(dim=-2)
+    assert fused.shape == reference.shape == (*shape[:-1], 6)
+    torch.testing.assert_close(fused, reference)
+    if fused.numel():
+        (grad_fused,) = torch.autograd.grad((fused * fused).sum(), embedding.weight)
+        (grad_reference,) = torch.autograd.grad((reference * reference).sum(), embedding.weight)
+        torch.testing.assert_close(grad_fused, grad_reference)
