@@ -27,7 +27,7 @@ from . import crf as crf_ops
 from .char_cache import CharEncodingCache
 from . import weights
 from .config_checks import check_architecture_args
-from .featurize import cluster_table, featurize, n_affix_features, plan_windows, static_vectors_width
+from .featurize import Window, cluster_table, featurize, n_affix_features, plan_windows, static_vectors_width
 from .pytorch_model import HEADS, CharBiLSTMEncoder, WordCharBiLSTMTagger
 from .quantize import BFloat16Inference, QuantizedInference
 from .shim import pytorch_wrapper
@@ -480,32 +480,43 @@ def convert_outputs(
     windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
     module = model.shims[0]._model
     sizes = [size for size in module.head_sizes().values() if size]
+    n_columns = sum(sizes)
+    # the scored rows, in Doc order: each window's kept tokens (windows come in
+    # Doc order), so padding and window overlaps are never normalized or copied
+    rows = torch.from_numpy(kept_rows(windows, logits.shape[1])).to(logits.device)
     with torch.no_grad():
+        kept = logits.detach().reshape(-1, n_columns).index_select(0, rows).float()
         # one softmax per head; CRF emissions (the tag head) stay raw
-        heads = torch.split(logits.detach().float(), sizes, dim=-1)
+        heads = torch.split(kept, sizes, dim=-1)
         normalized = [
             head if i == 0 and module.use_crf else torch.softmax(head, dim=-1) for i, head in enumerate(heads)
         ]
         probs = torch2xp(normalized[0] if len(normalized) == 1 else torch.cat(normalized, dim=-1), ops=ops)
-    n_columns = probs.shape[-1]
-    pieces: List[List[Floats2d]] = [[] for _ in docs]
-    for w, win in enumerate(windows):
-        pieces[win.doc_index].append(probs[w, win.keep_start - win.start : win.keep_end - win.start])
-    outputs = [
-        ops.xp.ascontiguousarray(ops.xp.concatenate(p)) if p else ops.alloc2f(0, n_columns)
-        for p in pieces
-    ]
+    ends = numpy.cumsum([len(doc) for doc in docs])
+    # a copy per Doc: a view would keep the whole batch's array alive with it
+    outputs = [probs[end - len(doc) : end].copy() for doc, end in zip(docs, ends)]
 
     def backprop(d_outputs: List[Floats2d]) -> ArgsKwargs:
-        d_probs = ops.alloc3f(*probs.shape)
-        for w, win in enumerate(windows):
-            d_probs[w, win.keep_start - win.start : win.keep_end - win.start] = d_outputs[
-                win.doc_index
-            ][win.keep_start : win.keep_end]
-        d_logits = xp2torch(d_probs, device=logits.device).to(logits.dtype)
+        d_flat = torch.zeros(logits.shape[0] * logits.shape[1], n_columns, device=logits.device)
+        if len(rows):
+            d_kept = xp2torch(ops.xp.concatenate([ops.asarray2f(d) for d in d_outputs]), device=logits.device)
+            d_flat.index_copy_(0, rows, d_kept.float())
+        d_logits = d_flat.view(logits.shape).to(logits.dtype)
         return ArgsKwargs(args=(logits,), kwargs={"grad_tensors": (d_logits,)})
 
     return outputs, backprop
+
+
+def kept_rows(windows: Sequence[Window], max_len: int) -> numpy.ndarray:
+    """Row indices into the flattened ``(n_windows * max_len)`` window
+    positions of each window's kept tokens, in window order: every token of
+    every Doc exactly once, in Doc order."""
+    if not windows:
+        return numpy.zeros((0,), dtype="int64")
+    return numpy.concatenate([
+        numpy.arange(w * max_len + win.keep_start - win.start, w * max_len + win.keep_end - win.start, dtype="int64")
+        for w, win in enumerate(windows)
+    ])
 
 
 # --- What the component needs from the model, without touching torch ---

@@ -123,6 +123,24 @@ def test_window_plan_covers_every_token_once():
         plan_windows([5], 8, 4)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=6), st.integers(3, 12), st.integers(0, 3))
+def test_kept_rows_pick_every_token_of_every_doc_once_in_order(doc_lengths, max_window, context):
+    """The rows convert_outputs reads from the padded window scores: marking
+    each padded position with (doc, token) gives back every token in Doc order."""
+    from spacy_lstm_tagger.model import kept_rows
+
+    if max_window - 2 * context < 1:
+        return
+    windows = plan_windows(doc_lengths, max_window, context)
+    max_len = max((w.end - w.start for w in windows), default=0)
+    marks = numpy.full((len(windows), max(max_len, 1)), -1, dtype="int64")
+    for w, win in enumerate(windows):
+        marks[w, : win.end - win.start] = [1000 * win.doc_index + i for i in range(win.start, win.end)]
+    picked = marks.reshape(-1)[kept_rows(windows, max(max_len, 1))]
+    assert picked.tolist() == [1000 * d + i for d, n in enumerate(doc_lengths) for i in range(n)]
+
+
 @pytest.mark.parametrize(
     "n_words,max_window,context",
     [(12, 12, 3), (13, 12, 3), (40, 12, 3), (37, 9, 0), (25, 5, 2)],
