@@ -121,7 +121,14 @@ class Teacher:
         per_member = [member.probabilities(texts, student_labels) for member in self.members]
         if len(per_member) == 1:
             return per_member[0]
-        return [numpy.mean(rows, axis=0, dtype="float32") for rows in zip(*per_member)]
+        out = []
+        for rows in zip(*per_member):
+            mean = numpy.mean(rows, axis=0, dtype="float32")
+            # a member with none of a token's mass on the student's labels gives
+            # a zero row: renormalize so that every row stays a distribution
+            total = mean.sum(axis=1, keepdims=True)
+            out.append(mean / numpy.where(total > 0, total, 1.0))
+        return out
 
 
 def get_teacher_student_loss(
