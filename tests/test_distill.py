@@ -212,3 +212,15 @@ def test_a_teacher_with_static_vectors_reads_its_own_vectors_not_the_students():
     own = split_heads(pipe.model, pipe.model.predict([teacher.make_doc(t) for t in texts]))["tag"]
     for a, b in zip(got, own):
         numpy.testing.assert_allclose(a, pipe.model.ops.to_numpy(b), atol=1e-5)
+
+
+def test_an_ensembles_rows_stay_distributions_when_a_member_has_no_mass_on_the_students_labels():
+    from types import SimpleNamespace
+
+    from spacy_lstm_tagger.distill import Teacher
+
+    full = SimpleNamespace(probabilities=lambda texts, labels: [numpy.array([[0.25, 0.75], [0.5, 0.5]], dtype="f")])
+    # e.g. a member whose only tag for the second token is one the student lacks
+    partial = SimpleNamespace(probabilities=lambda texts, labels: [numpy.array([[1.0, 0.0], [0.0, 0.0]], dtype="f")])
+    (probs,) = Teacher([full, partial], 1.0, cache_mb=0)._predict([(("a", "b"), (True, False))], ("X", "Y"))
+    numpy.testing.assert_allclose(probs, [[0.625, 0.375], [0.5, 0.5]], atol=1e-6)
