@@ -17,11 +17,12 @@ import argparse
 import itertools
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy
 import spacy
 import srsly
+from spacy.tokens import Doc
 from spacy.training import Corpus
 
 from spacy_lstm_tagger.distill import Teacher, TeacherMember
@@ -29,28 +30,37 @@ from spacy_lstm_tagger.distill import Teacher, TeacherMember
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def member_probabilities(path: str, dev: str, labels: Optional[tuple]) -> tuple:
-    """(gold label ids, probabilities as columns of ``labels``, labels) of one
-    model on the dev sentences; ``labels`` None = this model's own."""
+def dev_sentences(path: str, dev: str) -> List[Doc]:
+    """The dev sentences' reference docs (gold tokens and tags)."""
+    return [eg.reference for eg in Corpus(dev, gold_preproc=True)(spacy.load(path))]
+
+
+def gold_ids(docs: List[Doc], labels: Tuple[str, ...]) -> numpy.ndarray:
+    """The gold tag of each token that has one, as an index of ``labels`` (-1: not a label)."""
+    index = {label: i for i, label in enumerate(labels)}
+    return numpy.array([index.get(t.tag_, -1) for doc in docs for t in doc if t.tag_], dtype="int64")
+
+
+def member_probabilities(path: str, docs: List[Doc], labels: Optional[Tuple[str, ...]]) -> Tuple[numpy.ndarray, Tuple[str, ...]]:
+    """(probabilities as columns of ``labels``, labels) of one model on the
+    tokens of ``docs`` that have a gold tag; ``labels`` None = the model's own."""
     nlp = spacy.load(path)
     pipe = nlp.get_pipe("lstm_tagger")
     labels = tuple(pipe.labels) if labels is None else labels
-    docs = [eg.reference for eg in Corpus(dev, gold_preproc=True)(nlp)]
-    index = {label: i for i, label in enumerate(labels)}
-    gold = numpy.array([index.get(t.tag_, -1) for doc in docs for t in doc if t.tag_], dtype="int64")
     has_tag = numpy.array([bool(t.tag_) for doc in docs for t in doc])
     teacher = Teacher([TeacherMember(nlp, pipe)], 1.0, cache_mb=0)
-    probs = numpy.concatenate(teacher.probabilities(docs, labels))[has_tag]
-    return gold, probs, labels
+    return numpy.concatenate(teacher.probabilities(docs, labels))[has_tag], labels
 
 
 def score(models: Dict[str, str], dev: str) -> Dict:
     """Every model alone and every ensemble of two or more."""
+    docs = dev_sentences(next(iter(models.values())), dev)
     labels = None
     probs: Dict[str, numpy.ndarray] = {}
     for name, path in models.items():
-        gold, probs[name], labels = member_probabilities(path, dev, labels)
+        probs[name], labels = member_probabilities(path, docs, labels)
         print(f"[ensemble] {name}: tagged", flush=True)
+    gold = gold_ids(docs, labels)
     rows = []
     for size in range(1, len(models) + 1):
         for combo in itertools.combinations(models, size):
