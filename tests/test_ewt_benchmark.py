@@ -48,3 +48,22 @@ def test_a_distilled_row_names_the_teachers_it_was_trained_by(tmp_path):
     # a training record without teachers (e.g. finish-one): the benchmark's recipe
     assert ewt_benchmark.teacher_names({"system": "lstm_tagger_distilled"}, work) == \
         ewt_benchmark.TEACHERS["lstm_tagger_distilled"] == ["lstm_tagger_accuracy", "lstm_tagger_efficiency"]
+
+
+def test_whole_documents_keep_every_sentence_and_the_gold_tokens():
+    """doc_tag_acc tags each document in one Doc, on its gold tokens (the
+    tokenizer would split "New-York"), not one Doc per sentence."""
+    from spacy.tokens import Doc
+    from spacy.training import Example
+
+    nlp = spacy.blank("en")
+    words = ["New-York", "is", "big", ".", "I", "like", "it", "."]
+    reference = Doc(nlp.vocab, words=words, spaces=[True, True, False, True, True, True, False, False],
+                    tags=["NNP", "VBZ", "JJ", ".", "PRP", "VBP", "PRP", "."],
+                    sent_starts=[True, False, False, False, True, False, False, False])
+    assert len(nlp.make_doc(reference.text)) > len(words)
+    (example,) = ewt_benchmark.whole_documents([Example(nlp.make_doc(reference.text), reference)])
+    assert [t.text for t in example.predicted] == words
+    assert example.predicted.text == reference.text
+    assert not example.predicted.has_annotation("TAG")
+    assert example.reference is reference
