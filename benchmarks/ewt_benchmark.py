@@ -203,11 +203,13 @@ def write_train_result(system: str, config_path: Path, out_dir: Path, total: Opt
 
 def teacher_names(train_result: Dict, work: Path) -> List[str]:
     """The systems (or paths) a distilled student was taught by: its
-    training's record, else the benchmark's recipe (TEACHERS)."""
+    training's record, else the benchmark's recipe (TEACHERS). A relative
+    path in the record is relative to where ``train-one`` ran (the repo root)."""
     names = []
     for path in train_result.get("teachers", []):
         path = Path(path)
-        inside = path.parent.parent.parent == work and path.parts[-2:] == ("model", "model-best")
+        inside = (path.resolve().parent.parent.parent == work.resolve()
+                  and path.parts[-2:] == ("model", "model-best"))
         names.append(path.parent.parent.name if inside else str(path))
     return names or [t for t in TEACHERS.get(train_result["system"], [])]
 

@@ -40,11 +40,15 @@ def test_numpy_blas_variant_measures_the_trained_spacy_tagger():
     assert set(ewt_benchmark.SPACY_BASELINES) <= set(ewt_benchmark.DEFAULT_SYSTEMS)
 
 
-def test_a_distilled_row_names_the_teachers_it_was_trained_by(tmp_path):
+def test_a_distilled_row_names_the_teachers_it_was_trained_by(tmp_path, monkeypatch):
     work = tmp_path / "work"
     taught = {"system": "lstm_tagger_distilled", "teachers": [
         str(work / "lstm_tagger_accuracy" / "model" / "model-best"), str(tmp_path / "elsewhere" / "model-best")]}
     assert ewt_benchmark.teacher_names(taught, work) == ["lstm_tagger_accuracy", str(tmp_path / "elsewhere" / "model-best")]
+    # train-one run by hand with relative paths (from the repo root)
+    relative = {"system": "lstm_tagger_distilled", "teachers": ["work/lstm_tagger_efficiency/model/model-best"]}
+    monkeypatch.chdir(tmp_path)
+    assert ewt_benchmark.teacher_names(relative, work) == ["lstm_tagger_efficiency"]
     # a training record without teachers (e.g. finish-one): the benchmark's recipe
     assert ewt_benchmark.teacher_names({"system": "lstm_tagger_distilled"}, work) == \
         ewt_benchmark.TEACHERS["lstm_tagger_distilled"] == ["lstm_tagger_accuracy", "lstm_tagger_efficiency"]
