@@ -224,3 +224,16 @@ def test_an_ensembles_rows_stay_distributions_when_a_member_has_no_mass_on_the_s
     partial = SimpleNamespace(probabilities=lambda texts, labels: [numpy.array([[1.0, 0.0], [0.0, 0.0]], dtype="f")])
     (probs,) = Teacher([full, partial], 1.0, cache_mb=0)._predict([(("a", "b"), (True, False))], ("X", "Y"))
     numpy.testing.assert_allclose(probs, [[0.625, 0.375], [0.5, 0.5]], atol=1e-6)
+
+
+def test_distilled_learn_rate_decays_to_zero_at_the_configs_last_step():
+    """The schedule's end follows training.max_steps (interpolated), so a
+    shorter or longer budget still ends on fully decayed weights."""
+    from itertools import islice
+
+    from thinc.api import registry
+
+    config = load_config(CONFIG, overrides={"training.max_steps": 1000}, interpolate=True)
+    rates = list(islice(registry.resolve({"lr": config["training"]["optimizer"]["learn_rate"]})["lr"], 1001))
+    assert rates[0] == 0.0 and max(rates) == pytest.approx(0.002) and rates.index(max(rates)) == 250
+    assert rates[999] < 1e-5 and rates[1000] == 0.0
