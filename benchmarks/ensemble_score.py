@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy
 import spacy
 import srsly
+from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Corpus
 
@@ -30,9 +31,9 @@ from spacy_lstm_tagger.distill import Teacher, TeacherMember
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def dev_sentences(path: str, dev: str) -> List[Doc]:
-    """The dev sentences' reference docs (gold tokens and tags)."""
-    return [eg.reference for eg in Corpus(dev, gold_preproc=True)(spacy.load(path))]
+def dev_sentences(nlp: Language, dev: str) -> List[Doc]:
+    """The dev sentences' reference docs (gold tokens and tags), read with ``nlp``'s vocab."""
+    return [eg.reference for eg in Corpus(dev, gold_preproc=True)(nlp)]
 
 
 def gold_ids(docs: List[Doc], labels: Tuple[str, ...]) -> numpy.ndarray:
@@ -41,10 +42,9 @@ def gold_ids(docs: List[Doc], labels: Tuple[str, ...]) -> numpy.ndarray:
     return numpy.array([index.get(t.tag_, -1) for doc in docs for t in doc if t.tag_], dtype="int64")
 
 
-def member_probabilities(path: str, docs: List[Doc], labels: Optional[Tuple[str, ...]]) -> Tuple[numpy.ndarray, Tuple[str, ...]]:
-    """(probabilities as columns of ``labels``, labels) of one model on the
-    tokens of ``docs`` that have a gold tag; ``labels`` None = the model's own."""
-    nlp = spacy.load(path)
+def member_probabilities(nlp: Language, docs: List[Doc], labels: Optional[Tuple[str, ...]]) -> Tuple[numpy.ndarray, Tuple[str, ...]]:
+    """(probabilities as columns of ``labels``, labels) of one trained pipeline
+    on the tokens of ``docs`` that have a gold tag; ``labels`` None = its own."""
     pipe = nlp.get_pipe("lstm_tagger")
     labels = tuple(pipe.labels) if labels is None else labels
     has_tag = numpy.array([bool(t.tag_) for doc in docs for t in doc])
@@ -54,11 +54,14 @@ def member_probabilities(path: str, docs: List[Doc], labels: Optional[Tuple[str,
 
 def score(models: Dict[str, str], dev: str) -> Dict:
     """Every model alone and every ensemble of two or more."""
-    docs = dev_sentences(next(iter(models.values())), dev)
+    docs: Optional[List[Doc]] = None
     labels = None
     probs: Dict[str, numpy.ndarray] = {}
     for name, path in models.items():
-        probs[name], labels = member_probabilities(path, docs, labels)
+        nlp = spacy.load(path)
+        if docs is None:
+            docs = dev_sentences(nlp, dev)
+        probs[name], labels = member_probabilities(nlp, docs, labels)
         print(f"[ensemble] {name}: tagged", flush=True)
     gold = gold_ids(docs, labels)
     rows = []
