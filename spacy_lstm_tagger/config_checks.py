@@ -50,6 +50,7 @@ ARCHITECTURE_BOUNDS: Dict[str, Bound] = {
     "n_affix_rows": Bound(int, 1, 2**32, "rows of the hashed affix table"),
     "affix_embed_size": Bound(int, 0, 1024, "width of the affix embedding"),
     "hidden_size": Bound(int, 1, 4096, "sentence BiLSTM size per direction"),
+    "lstm_input_size": Bound(int, 0, 4096, "width of the projection of each token's input to the sentence BiLSTM (0 = none)"),
     "depth": Bound(int, 1, 16, "layers of the sentence BiLSTM"),
     "dropout": Bound(float, 0.0, 1.0, "dropout rate", high_open=True),
     "word_dropout": Bound(float, 0.0, 1.0, "word dropout rate", high_open=True),
@@ -150,6 +151,7 @@ def estimated_parameters(args: Dict[str, Any]) -> int:
         + get("n_affix_rows") * affix_size
         + get("n_chars") * chars
         + bilstm(chars, char_hidden, 1)
-        + bilstm(inputs, hidden, depth)
+        + (inputs + 1) * get("lstm_input_size")
+        + bilstm(get("lstm_input_size") or inputs, hidden, depth)
         + get("nO") * 2 * hidden
     )

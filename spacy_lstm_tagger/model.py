@@ -69,6 +69,7 @@ def build_wordchar_bilstm_tagger(
     max_word_chars: int = 24,
     hidden_size: int = 200,
     depth: int = 2,
+    lstm_input_size: int = 0,
     dropout: float = 0.33,
     word_dropout: float = 0.1,
     max_window: int = 256,
@@ -93,6 +94,11 @@ def build_wordchar_bilstm_tagger(
         ``max_word_chars`` keep their first and last characters.
     hidden_size, depth, dropout: the sentence BiLSTM (per direction); dropout is
         applied to its input, between its layers and to its output.
+    lstm_input_size: project each token's input (word, characters and any
+        further features) linearly to this width before the sentence BiLSTM;
+        0 (the default): no projection. Its input product is most of the
+        BiLSTM's work, so a narrow input makes inference faster (the word-type
+        part is projected once per type; benchmarks/NOTES.md).
     word_dropout: training-time probability of replacing a word's embedding
         with the unknown-word row, so rare words lean on their characters.
     max_window, window_context: Docs longer than ``max_window`` tokens are
@@ -124,6 +130,7 @@ def build_wordchar_bilstm_tagger(
         word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
+        lstm_input_size=lstm_input_size,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
         window_context=window_context, joint_pos=joint_pos, crf=crf,
         include_static_vectors=include_static_vectors, char_cache_size=char_cache_size,
@@ -133,6 +140,7 @@ def build_wordchar_bilstm_tagger(
         word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
+        lstm_input_size=lstm_input_size,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
         window_context=window_context, joint_pos=joint_pos, joint_morph=False, crf=crf,
         include_static_vectors=include_static_vectors, n_prefixes=0, n_suffixes=0,
@@ -158,6 +166,7 @@ def build_wordchar_bilstm_tagger_v2(
     affix_embed_size: int = 16,
     hidden_size: int = 128,
     depth: int = 1,
+    lstm_input_size: int = 0,
     dropout: float = 0.5,
     word_dropout: float = 0.25,
     max_window: int = 256,
@@ -216,8 +225,8 @@ def build_wordchar_bilstm_tagger_v2(
         word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         n_chars=n_chars, max_word_chars=max_word_chars, n_prefixes=n_prefixes, n_suffixes=n_suffixes,
         use_shape=use_shape, n_affix_rows=n_affix_rows, affix_embed_size=affix_embed_size,
-        hidden_size=hidden_size, depth=depth, dropout=dropout, word_dropout=word_dropout,
-        max_window=max_window, window_context=window_context, joint_pos=joint_pos,
+        hidden_size=hidden_size, depth=depth, lstm_input_size=lstm_input_size, dropout=dropout,
+        word_dropout=word_dropout, max_window=max_window, window_context=window_context, joint_pos=joint_pos,
         joint_morph=joint_morph, crf=crf, include_static_vectors=include_static_vectors, nO=nO,
         cluster_embed_size=cluster_embed_size, n_cluster_rows=n_cluster_rows, tok2vec=tok2vec,
         tok2vec_proj_size=tok2vec_proj_size, char_cache_size=char_cache_size, quantize=quantize,
@@ -227,6 +236,7 @@ def build_wordchar_bilstm_tagger_v2(
         word_embed_size=word_embed_size, n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         word_attr=word_attr, char_embed_size=char_embed_size, char_hidden_size=char_hidden_size,
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
+        lstm_input_size=lstm_input_size,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
         window_context=window_context, joint_pos=joint_pos, joint_morph=joint_morph, crf=crf,
         include_static_vectors=include_static_vectors, n_prefixes=n_prefixes,
@@ -240,7 +250,7 @@ def build_wordchar_bilstm_tagger_v2(
 def _build(
     *, word_embed_size: int, n_word_rows: int, n_word_hashes: int, word_attr: str,
     char_embed_size: int, char_hidden_size: int, n_chars: int, max_word_chars: int,
-    hidden_size: int, depth: int, dropout: float, word_dropout: float, max_window: int,
+    hidden_size: int, depth: int, lstm_input_size: int, dropout: float, word_dropout: float, max_window: int,
     window_context: int, joint_pos: bool, joint_morph: bool, crf: bool,
     include_static_vectors: bool, n_prefixes: int, n_suffixes: int, use_shape: bool,
     n_affix_rows: int, affix_embed_size: int, char_cache_size: int, quantize: bool, bfloat16: bool,
@@ -285,6 +295,7 @@ def _build(
         n_affix_rows=n_affix_rows if n_affixes else 1, affix_embed_size=affix_embed_size if n_affixes else 0,
         n_labels=nO, n_cluster_rows=n_cluster_rows if cluster_embed_size else 0,
         cluster_embed_size=cluster_embed_size, upstream_size=tok2vec_proj_size if tok2vec is not None else 0,
+        lstm_input_size=lstm_input_size,
     )
     if char_cache_size:
         module.char_encoder.cache = CharEncodingCache(char_cache_size)

@@ -99,6 +99,7 @@ class WordCharBiLSTMTagger(nn.Module):
         n_cluster_rows: int = 0,
         cluster_embed_size: int = 0,
         upstream_size: int = 0,
+        lstm_input_size: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0 or not 0.0 <= word_dropout < 1.0:
@@ -131,8 +132,14 @@ class WordCharBiLSTMTagger(nn.Module):
         # upstream_size, created by resize_upstream once their width is known
         self.upstream_size = upstream_size
         self.upstream_proj: Optional[nn.Linear] = None
+        self.input_size = word_embed_size + vectors_size + affix_size + self.char_encoder.output_size + cluster_embed_size + upstream_size
+        # optional linear projection of each token's input to lstm_input_size
+        # before the sentence BiLSTM: a rank limit on the BiLSTM's input
+        # weights that makes its input product, most of its work, cheaper
+        # (at inference the type part is projected once per word type)
+        self.input_proj: Optional[nn.Linear] = nn.Linear(self.input_size, lstm_input_size) if lstm_input_size else None
         self.lstm = nn.LSTM(
-            word_embed_size + vectors_size + affix_size + self.char_encoder.output_size + cluster_embed_size + upstream_size,
+            lstm_input_size or self.input_size,
             hidden_size,
             num_layers=depth,
             dropout=dropout if depth > 1 else 0.0,
@@ -241,6 +248,8 @@ class WordCharBiLSTMTagger(nn.Module):
             drop = torch.rand(word_ids.shape[:2], device=word_ids.device) < self.word_dropout
             word_ids = word_ids.masked_fill(drop.unsqueeze(-1), UNKNOWN_WORD_ID)
         tokens = self.input_dropout(self._token_inputs(word_ids, types, token_types, vectors, *extra))
+        if self.input_proj is not None:
+            tokens = self.input_proj(tokens)
         packed = pack_padded_sequence(tokens, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=tokens.shape[1])
@@ -271,16 +280,53 @@ class WordCharBiLSTMTagger(nn.Module):
         clusters: Optional[torch.Tensor] = None, upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Each token's input to the sentence BiLSTM: [word; vectors; type inputs; clusters; upstream]."""
+        before, after = self._token_parts(word_ids, vectors, clusters, upstream)
+        return torch.cat(before + [self._per_token(types, token_types)] + after, dim=-1)
+
+    def _token_parts(
+        self, word_ids: torch.Tensor, vectors: Optional[torch.Tensor],
+        clusters: Optional[torch.Tensor], upstream: Optional[torch.Tensor],
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """The token inputs that are not the type inputs: those before them
+        (word, vectors) and those after them (clusters, upstream)."""
+        before = [summed_rows(self.word_embed, word_ids)]
+        if self.include_static_vectors:
+            before.append(self.vectors_proj(vectors))
+        after = []
+        if self.cluster_embed is not None:
+            after.append(summed_rows(self.cluster_embed, clusters))
+        if self.upstream_size:
+            after.append(self.upstream_proj(upstream))
+        return before, after
+
+    @staticmethod
+    def _per_token(types: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
         # index_select, not types[token_types]: on CPU advanced indexing is
         # several times slower (benchmarks/NOTES.md)
-        parts = [summed_rows(self.word_embed, word_ids), types.index_select(0, token_types.reshape(-1)).view(*token_types.shape, -1)]
-        if self.include_static_vectors:
-            parts.insert(1, self.vectors_proj(vectors))
-        if self.cluster_embed is not None:
-            parts.append(summed_rows(self.cluster_embed, clusters))
-        if self.upstream_size:
-            parts.append(self.upstream_proj(upstream))
-        return torch.cat(parts, dim=-1)
+        return types.index_select(0, token_types.reshape(-1)).view(*token_types.shape, -1)
+
+    def _projected_inference_inputs(
+        self, word_ids: torch.Tensor, projected_types: torch.Tensor, token_types: torch.Tensor,
+        vectors: Optional[torch.Tensor], clusters: Optional[torch.Tensor], upstream: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """``input_proj(_token_inputs(...))`` at inference, given the type
+        inputs already projected by :meth:`_project_types`: the other parts
+        go through their columns of the projection per token."""
+        before, after = self._token_parts(word_ids, vectors, clusters, upstream)
+        n_before = sum(part.shape[-1] for part in before)
+        n_types = self.input_size - n_before - sum(part.shape[-1] for part in after)
+        weight = self.input_proj.weight
+        others = torch.cat(before + after, dim=-1) if len(before) + len(after) > 1 else before[0]
+        others_weight = weight[:, :n_before] if not after else torch.cat([weight[:, :n_before], weight[:, n_before + n_types:]], dim=1)
+        return torch.addmm(
+            self._per_token(projected_types, token_types).reshape(-1, weight.shape[0]),
+            others.reshape(-1, others.shape[-1]), others_weight.t(),
+        ).view(*token_types.shape, -1)
+
+    def _project_types(self, types: torch.Tensor, n_before: int) -> torch.Tensor:
+        """The type inputs times their columns of the projection, plus its
+        bias: once per word type instead of once per token."""
+        return F.linear(types, self.input_proj.weight[:, n_before:n_before + types.shape[-1]], self.input_proj.bias)
 
     def _heads(self, encoded: torch.Tensor) -> torch.Tensor:
         heads = [getattr(self, name) for name in HEADS if getattr(self, name) is not None]
@@ -314,10 +360,15 @@ class WordCharBiLSTMTagger(nn.Module):
         a sequence's length are zero."""
         n_seqs, max_len = token_types.shape
 
+        if self.input_proj is not None:
+            n_before = self.word_embed_size * (2 if self.include_static_vectors else 1)
+            types = self._project_types(types, n_before)
+        inputs = self._token_inputs if self.input_proj is None else self._projected_inference_inputs
+
         def score(ids: torch.Tensor, length: int) -> torch.Tensor:
             # time-major (length, n_seqs, ...): the LSTM kernel's own layout
             step_major = lambda t: None if t is None else t[ids, :length].transpose(0, 1)  # noqa: E731
-            tokens = self._token_inputs(
+            tokens = inputs(
                 step_major(word_ids), types, step_major(token_types),
                 step_major(vectors), step_major(clusters), step_major(upstream),
             )

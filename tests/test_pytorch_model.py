@@ -64,22 +64,29 @@ def test_char_encoder_inference_equals_training_path():
     vectors=st.booleans(),
     affixes=st.booleans(),
     joint_morph=st.booleans(),
+    clusters=st.booleans(),
+    lstm_input_size=st.sampled_from([0, 5]),
     chunk_tokens=st.integers(1, 100),
     seed=st.integers(0, 2**16),
 )
 def test_tagger_inference_path_equals_training_path(
-    lengths, depth, joint_pos, vectors, affixes, joint_morph, chunk_tokens, seed
+    lengths, depth, joint_pos, vectors, affixes, joint_morph, clusters, lstm_input_size, chunk_tokens, seed
 ):
     """The chunk-by-chunk inference path gives the scores of the training path
     (without dropout) at every real position, and zeros past each length,
-    however the sequences and word types fall into chunks."""
+    however the sequences and word types fall into chunks; with an input
+    projection too (projected per word type at inference, per token in
+    training)."""
     torch.manual_seed(seed)
     module = WordCharBiLSTMTagger(
         n_word_rows=30, n_word_hashes=2, word_embed_size=6, n_chars=40, char_embed_size=5,
         char_hidden_size=4, hidden_size=7, depth=depth, dropout=0.0, word_dropout=0.0,
         include_static_vectors=vectors, n_labels=5,
         n_affix_features=3 if affixes else 0, n_affix_rows=17, affix_embed_size=2 if affixes else 0,
+        n_cluster_rows=11 if clusters else 0, cluster_embed_size=3 if clusters else 0,
+        lstm_input_size=lstm_input_size,
     )
+    assert (module.input_proj is None) == (lstm_input_size == 0)
     module.chunk_tokens = module.char_encoder.chunk_tokens = chunk_tokens
     module.resize_pos_output(3 if joint_pos else 0)
     module.resize_head("morph_output", 4 if joint_morph else 0)
@@ -96,6 +103,7 @@ def test_tagger_inference_path_equals_training_path(
         lengths_t,
         torch.randn(n_seqs, max_len, 4) if vectors else None,
         torch.randint(1, 17, (n_types, 3)) if affixes else None,
+        torch.randint(0, 11, (n_seqs, max_len, 4)) if clusters else None,
     )
     with torch.no_grad():
         expected = module.train()(*inputs)
