@@ -1,0 +1,38 @@
+"""encode_affixes (whose per-word hashes are cached per process) gives what
+hashing each word's affixes from scratch gives, and its cache is bounded."""
+import numpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spacy.lang.lex_attrs import word_shape
+from spacy.strings import hash_string
+
+from spacy_lstm_tagger.featurize import AFFIX_KEY_CACHE_SIZE, affix_keys, encode_affixes, hash_rows
+
+
+def reference_rows(word: str, n_prefixes: int, n_suffixes: int, use_shape: bool, n_rows: int):
+    lower = word.lower()
+    strings = [lower[:k] for k in range(1, n_prefixes + 1)] + [lower[-k:] for k in range(1, n_suffixes + 1)]
+    strings += [word_shape(word)] if use_shape else []
+    keys = numpy.array([hash_string(s) for s in strings], dtype="uint64")
+    return [int(hash_rows(keys[f : f + 1], n_rows, 1, seed=f + 1)[0, 0]) for f in range(len(strings))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    words=st.lists(st.text(max_size=12), max_size=10),
+    n_prefixes=st.integers(0, 3), n_suffixes=st.integers(0, 4), use_shape=st.booleans(),
+    n_rows=st.integers(2, 50),
+)
+def test_batched_affix_rows_equal_reference(words, n_prefixes, n_suffixes, use_shape, n_rows):
+    for _ in range(2):  # the second call reads the cache
+        rows = encode_affixes(words, n_prefixes, n_suffixes, use_shape, n_rows)
+        assert rows.shape == (len(words), n_prefixes + n_suffixes + int(use_shape))
+        assert rows.dtype == numpy.int64
+        for i, word in enumerate(words):
+            assert rows[i].tolist() == reference_rows(word, n_prefixes, n_suffixes, use_shape, n_rows)
+        assert ((rows >= 1) & (rows < n_rows)).all()
+
+
+def test_affix_cache_is_bounded():
+    encode_affixes([f"w{i}" for i in range(AFFIX_KEY_CACHE_SIZE + 10)], 3, 4, True, 100)
+    assert affix_keys.cache_info().currsize <= AFFIX_KEY_CACHE_SIZE
