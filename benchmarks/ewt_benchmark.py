@@ -75,7 +75,7 @@ DISTILLED_SYSTEMS = {
 }
 # A list of several systems is an ensemble teacher (their mean probabilities).
 TEACHERS = {
-    "lstm_tagger_distilled": ["lstm_tagger_accuracy", "lstm_tagger_efficiency"],
+    "lstm_tagger_distilled": ["lstm_tagger_accuracy"],
     "lstm_tagger_distilled_vectors": ["lstm_tagger_transformer"],
 }
 SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS}
@@ -229,9 +229,12 @@ def finish_one(system: str, out_dir: Path, threads: int) -> None:
 
 def empty_char_caches(nlp) -> int:
     """Empty the character-encoding caches of every lstm_tagger in ``nlp``
-    (and of their bfloat16 copies); returns how many there were."""
+    (and of their bfloat16 copies) and the process's cache of affix hashes
+    (``featurize.affix_keys``); returns how many character caches there were."""
+    from spacy_lstm_tagger.featurize import affix_keys
     from spacy_lstm_tagger.model import clear_char_caches
 
+    affix_keys.cache_clear()
     return sum(
         clear_char_caches(pipe.model) for _name, pipe in nlp.pipeline
         if getattr(pipe, "model", None) is not None and pipe.model.has_ref("torch")
