@@ -75,7 +75,7 @@ DISTILLED_SYSTEMS = {
 }
 # A list of several systems is an ensemble teacher (their mean probabilities).
 TEACHERS = {
-    "lstm_tagger_distilled": ["lstm_tagger_accuracy"],
+    "lstm_tagger_distilled": ["lstm_tagger_accuracy", "lstm_tagger_efficiency"],
     "lstm_tagger_distilled_vectors": ["lstm_tagger_transformer"],
 }
 SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS}
