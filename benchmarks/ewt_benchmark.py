@@ -231,10 +231,10 @@ def empty_char_caches(nlp) -> int:
     """Empty the character-encoding caches of every lstm_tagger in ``nlp``
     (and of their bfloat16 copies) and the process's cache of affix hashes
     (``featurize.affix_keys``); returns how many character caches there were."""
-    from spacy_lstm_tagger.featurize import affix_keys
+    from spacy_lstm_tagger.featurize import clear_affix_key_cache
     from spacy_lstm_tagger.model import clear_char_caches
 
-    affix_keys.cache_clear()
+    clear_affix_key_cache()
     return sum(
         clear_char_caches(pipe.model) for _name, pipe in nlp.pipeline
         if getattr(pipe, "model", None) is not None and pipe.model.has_ref("torch")

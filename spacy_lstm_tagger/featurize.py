@@ -27,8 +27,10 @@ from .constants import PAD_CHAR_ID, UNKNOWN_WORD_ID
 _NUMPY_OPS = NumpyOps()
 _N_DIRECT_CHARS = 256  # code points below this get their own row
 _GOLDEN = numpy.uint64(2654435761)
-# words whose affix hashes are kept (an LRU cache; ~250 bytes each)
-AFFIX_KEY_CACHE_SIZE = 50_000
+# words whose affix hashes are kept (an LRU cache of at most ~13 MB), and the
+# longest word kept (longer ones are rare and would hold their copy in memory)
+AFFIX_KEY_CACHE_SIZE = 20_000
+AFFIX_KEY_CACHE_MAX_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -143,18 +145,37 @@ def encode_affixes(
     return rows
 
 
-@lru_cache(maxsize=AFFIX_KEY_CACHE_SIZE)
 def affix_keys(word: str, n_prefixes: int, n_suffixes: int, use_shape: bool) -> Tuple[int, ...]:
     """The 64-bit string hashes of one word's affix features. Computing them is
     per-word Python (spaCy's ``word_shape`` is a loop over the characters), a
-    fifth of a batch's inference time without this cache: a word's keys
-    depend only on its string, so frequent words are hashed once per process."""
+    fifth of a batch's inference time without a cache: a word's keys depend
+    only on its string, so words of up to ``AFFIX_KEY_CACHE_MAX_CHARS``
+    characters are hashed once per process (an LRU cache, ``_cached_affix_keys``)."""
+    if len(word) > AFFIX_KEY_CACHE_MAX_CHARS:
+        return _affix_keys(word, n_prefixes, n_suffixes, use_shape)
+    return _cached_affix_keys(word, n_prefixes, n_suffixes, use_shape)
+
+
+def _affix_keys(word: str, n_prefixes: int, n_suffixes: int, use_shape: bool) -> Tuple[int, ...]:
     lower = word.lower()
     row = [hash_string(lower[:k]) for k in range(1, n_prefixes + 1)]
     row += [hash_string(lower[-k:]) for k in range(1, n_suffixes + 1)]
     if use_shape:
         row.append(hash_string(word_shape(word)))
     return tuple(row)
+
+
+_cached_affix_keys = lru_cache(maxsize=AFFIX_KEY_CACHE_SIZE)(_affix_keys)
+
+
+def clear_affix_key_cache() -> None:
+    """Forget every cached word's affix hashes (e.g. to time a cold pass)."""
+    _cached_affix_keys.cache_clear()
+
+
+def affix_key_cache_size() -> int:
+    """How many words' affix hashes are cached now."""
+    return _cached_affix_keys.cache_info().currsize
 
 
 def static_vectors_width(vocab) -> int:

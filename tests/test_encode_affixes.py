@@ -6,7 +6,9 @@ from hypothesis import strategies as st
 from spacy.lang.lex_attrs import word_shape
 from spacy.strings import hash_string
 
-from spacy_lstm_tagger.featurize import AFFIX_KEY_CACHE_SIZE, affix_keys, encode_affixes, hash_rows
+from spacy_lstm_tagger.featurize import (
+    AFFIX_KEY_CACHE_MAX_CHARS, AFFIX_KEY_CACHE_SIZE, affix_key_cache_size, clear_affix_key_cache, encode_affixes, hash_rows,
+)
 
 
 def reference_rows(word: str, n_prefixes: int, n_suffixes: int, use_shape: bool, n_rows: int):
@@ -19,7 +21,7 @@ def reference_rows(word: str, n_prefixes: int, n_suffixes: int, use_shape: bool,
 
 @settings(max_examples=60, deadline=None)
 @given(
-    words=st.lists(st.text(max_size=12), max_size=10),
+    words=st.lists(st.text(max_size=12) | st.text(min_size=60, max_size=80), max_size=10),
     n_prefixes=st.integers(0, 3), n_suffixes=st.integers(0, 4), use_shape=st.booleans(),
     n_rows=st.integers(2, 50),
 )
@@ -33,6 +35,11 @@ def test_batched_affix_rows_equal_reference(words, n_prefixes, n_suffixes, use_s
         assert ((rows >= 1) & (rows < n_rows)).all()
 
 
-def test_affix_cache_is_bounded():
+def test_affix_cache_is_bounded_and_skips_long_words():
+    clear_affix_key_cache()
+    encode_affixes(["x" * (AFFIX_KEY_CACHE_MAX_CHARS + 1)], 3, 4, True, 100)
+    assert affix_key_cache_size() == 0
     encode_affixes([f"w{i}" for i in range(AFFIX_KEY_CACHE_SIZE + 10)], 3, 4, True, 100)
-    assert affix_keys.cache_info().currsize <= AFFIX_KEY_CACHE_SIZE
+    assert affix_key_cache_size() == AFFIX_KEY_CACHE_SIZE
+    clear_affix_key_cache()
+    assert affix_key_cache_size() == 0
