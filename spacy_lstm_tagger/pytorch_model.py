@@ -133,6 +133,9 @@ class WordCharBiLSTMTagger(nn.Module):
         self.upstream_size = upstream_size
         self.upstream_proj: Optional[nn.Linear] = None
         self.input_size = word_embed_size + vectors_size + affix_size + self.char_encoder.output_size + cluster_embed_size + upstream_size
+        # where the word-type inputs (characters, affixes) sit in a token's input
+        type_start = word_embed_size + vectors_size
+        self.type_columns = slice(type_start, type_start + affix_size + self.char_encoder.output_size)
         # optional linear projection of each token's input to lstm_input_size
         # before the sentence BiLSTM: a rank limit on the BiLSTM's input
         # weights that makes its input product, most of its work, cheaper
@@ -306,27 +309,31 @@ class WordCharBiLSTMTagger(nn.Module):
         return types.index_select(0, token_types.reshape(-1)).view(*token_types.shape, -1)
 
     def _projected_inference_inputs(
-        self, word_ids: torch.Tensor, projected_types: torch.Tensor, token_types: torch.Tensor,
-        vectors: Optional[torch.Tensor], clusters: Optional[torch.Tensor], upstream: Optional[torch.Tensor],
+        self, others_weight: torch.Tensor, word_ids: torch.Tensor, projected_types: torch.Tensor,
+        token_types: torch.Tensor, vectors: Optional[torch.Tensor], clusters: Optional[torch.Tensor],
+        upstream: Optional[torch.Tensor],
     ) -> torch.Tensor:
         """``input_proj(_token_inputs(...))`` at inference, given the type
         inputs already projected by :meth:`_project_types`: the other parts
-        go through their columns of the projection per token."""
+        go through their columns of the projection (``others_weight``, from
+        :meth:`_other_columns`) per token."""
         before, after = self._token_parts(word_ids, vectors, clusters, upstream)
-        n_before = sum(part.shape[-1] for part in before)
-        n_types = self.input_size - n_before - sum(part.shape[-1] for part in after)
-        weight = self.input_proj.weight
         others = torch.cat(before + after, dim=-1) if len(before) + len(after) > 1 else before[0]
-        others_weight = weight[:, :n_before] if not after else torch.cat([weight[:, :n_before], weight[:, n_before + n_types:]], dim=1)
         return torch.addmm(
-            self._per_token(projected_types, token_types).reshape(-1, weight.shape[0]),
-            others.reshape(-1, others.shape[-1]), others_weight.t(),
+            self._per_token(projected_types, token_types).reshape(-1, others_weight.shape[1]),
+            others.reshape(-1, others.shape[-1]), others_weight,
         ).view(*token_types.shape, -1)
 
-    def _project_types(self, types: torch.Tensor, n_before: int) -> torch.Tensor:
+    def _project_types(self, types: torch.Tensor) -> torch.Tensor:
         """The type inputs times their columns of the projection, plus its
         bias: once per word type instead of once per token."""
-        return F.linear(types, self.input_proj.weight[:, n_before:n_before + types.shape[-1]], self.input_proj.bias)
+        return F.linear(types, self.input_proj.weight[:, self.type_columns], self.input_proj.bias)
+
+    def _other_columns(self) -> torch.Tensor:
+        """The projection's columns for the per-token inputs (all but the
+        type inputs), transposed for ``addmm``."""
+        weight, columns = self.input_proj.weight, self.type_columns
+        return torch.cat([weight[:, : columns.start], weight[:, columns.stop :]], dim=1).t()
 
     def _heads(self, encoded: torch.Tensor) -> torch.Tensor:
         heads = [getattr(self, name) for name in HEADS if getattr(self, name) is not None]
@@ -360,10 +367,10 @@ class WordCharBiLSTMTagger(nn.Module):
         a sequence's length are zero."""
         n_seqs, max_len = token_types.shape
 
+        inputs = self._token_inputs
         if self.input_proj is not None:
-            n_before = self.word_embed_size * (2 if self.include_static_vectors else 1)
-            types = self._project_types(types, n_before)
-        inputs = self._token_inputs if self.input_proj is None else self._projected_inference_inputs
+            types = self._project_types(types)
+            inputs = partial(self._projected_inference_inputs, self._other_columns())
 
         def score(ids: torch.Tensor, length: int) -> torch.Tensor:
             # time-major (length, n_seqs, ...): the LSTM kernel's own layout
