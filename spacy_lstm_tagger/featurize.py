@@ -138,10 +138,12 @@ def encode_affixes(
     (with ``use_shape``) spaCy's word shape, each feature hashed with its own
     seed into rows 1 to ``n_rows - 1``. Shape (n_words, n_features)."""
     n_features = n_affix_features(n_prefixes, n_suffixes, use_shape)
-    keys = numpy.array([affix_keys(word, n_prefixes, n_suffixes, use_shape) for word in words], dtype="uint64")
-    rows = numpy.empty((len(words), n_features), dtype="int64")
+    keys = numpy.array(
+        [affix_keys(word, n_prefixes, n_suffixes, use_shape) for word in words], dtype="uint64"
+    ).reshape(len(words), n_features)
+    rows = numpy.empty(keys.shape, dtype="int64")
     for f in range(n_features):
-        rows[:, f] = hash_rows(keys[:, f], n_rows, 1, seed=f + 1)[:, 0] if len(words) else 0
+        rows[:, f] = hash_rows(keys[:, f], n_rows, 1, seed=f + 1)[:, 0]
     return rows
 
 
