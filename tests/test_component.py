@@ -189,6 +189,34 @@ def test_overwrite(trained_nlp, overwrite):
         tagger.cfg["overwrite"] = old
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_set_annotations_writes_what_spacys_tagger_writes(trained_nlp, overwrite):
+    """The one-array-per-Doc tag writer against spaCy's own per-token loop,
+    with preset tags, an empty Doc and every label."""
+    from spacy.pipeline import Tagger
+
+    tagger = trained_nlp.get_pipe("lstm_tagger")
+    old = tagger.cfg["overwrite"]
+    tagger.cfg["overwrite"] = overwrite
+    rng = numpy.random.default_rng(0)
+    texts = ["I like green eggs", "", "Eat blue ham now please", "ok"]
+    guesses = [rng.integers(0, len(tagger.labels), len(text.split())) for text in texts]
+
+    def annotate(set_annotations):
+        docs = [trained_nlp.make_doc(text) for text in texts]
+        docs[0][1].tag_ = "PRESET"
+        set_annotations(docs, guesses)
+        return [[t.tag_ for t in doc] for doc in docs]
+
+    try:
+        ours = annotate(tagger.set_annotations)
+        assert ours == annotate(lambda docs, g: Tagger.set_annotations(tagger, docs, g))
+        assert (ours[0][1] == "PRESET") != overwrite
+        assert ours[2] == [tagger.labels[i] for i in guesses[2]]
+    finally:
+        tagger.cfg["overwrite"] = old
+
+
 def test_label_smoothing_and_neg_prefix_reach_the_loss(new_tagger):
     setup = new_tagger(component={"label_smoothing": 0.2, "neg_prefix": "NOT_"})
     nlp, tagger, examples = setup.nlp, setup.tagger, setup.examples
