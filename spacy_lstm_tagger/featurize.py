@@ -15,9 +15,10 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.attrs import IDS as SPACY_ATTR_IDS
-from spacy.attrs import ORTH
+from spacy.attrs import ORTH, SHAPE
 from spacy.lang.lex_attrs import word_shape
 from spacy.strings import hash_string
+from spacy.symbols import NAMES as SYMBOL_NAMES
 from spacy.tokens import Doc
 from spacy.vectors import Mode, Vectors
 from thinc.api import NumpyOps
@@ -131,16 +132,25 @@ def n_affix_features(n_prefixes: int, n_suffixes: int, use_shape: bool) -> int:
 
 
 def encode_affixes(
-    words: Sequence[str], n_prefixes: int, n_suffixes: int, use_shape: bool, n_rows: int
+    words: Sequence[str], n_prefixes: int, n_suffixes: int, use_shape: bool, n_rows: int,
+    shape_keys: Optional[numpy.ndarray] = None,
 ) -> numpy.ndarray:
     """Rows of the affix table for each word: its lowercase prefixes of 1 to
     ``n_prefixes`` characters, suffixes of 1 to ``n_suffixes`` characters and
     (with ``use_shape``) spaCy's word shape, each feature hashed with its own
-    seed into rows 1 to ``n_rows - 1``. Shape (n_words, n_features)."""
+    seed into rows 1 to ``n_rows - 1``. Shape (n_words, n_features).
+
+    ``shape_keys``: the words' shape hashes when they are already known
+    (spaCy computes ``word_shape`` once per lexeme: ``Token.shape``), so only
+    the affixes are hashed here; the same keys as without it."""
     n_features = n_affix_features(n_prefixes, n_suffixes, use_shape)
-    keys = numpy.array(
-        [affix_keys(word, n_prefixes, n_suffixes, use_shape) for word in words], dtype="uint64"
-    ).reshape(len(words), n_features)
+    from_lexemes = use_shape and shape_keys is not None
+    keys = numpy.empty((len(words), n_features), dtype="uint64")
+    keys[:, : n_features - from_lexemes] = numpy.array(
+        [affix_keys(word, n_prefixes, n_suffixes, use_shape and not from_lexemes) for word in words], dtype="uint64"
+    ).reshape(len(words), n_features - from_lexemes)
+    if from_lexemes:
+        keys[:, -1] = shape_keys
     rows = numpy.empty(keys.shape, dtype="int64")
     for f in range(n_features):
         rows[:, f] = hash_rows(keys[:, f], n_rows, 1, seed=f + 1)[:, 0]
@@ -168,6 +178,7 @@ def _affix_keys(word: str, n_prefixes: int, n_suffixes: int, use_shape: bool) ->
 
 
 _cached_affix_keys = lru_cache(maxsize=AFFIX_KEY_CACHE_SIZE)(_affix_keys)
+_SYMBOL_HASHES = numpy.array([hash_string(name) for name in SYMBOL_NAMES], dtype="uint64")
 
 
 def clear_affix_key_cache() -> None:
@@ -178,6 +189,16 @@ def clear_affix_key_cache() -> None:
 def affix_key_cache_size() -> int:
     """How many words' affix hashes are cached now."""
     return _cached_affix_keys.cache_info().currsize
+
+
+def string_hashes(keys: numpy.ndarray) -> numpy.ndarray:
+    """``hash_string`` of the strings behind StringStore ``keys``: the store
+    gives spaCy's symbols (e.g. the shape "X", a POS name) their small symbol
+    ids instead of their hashes."""
+    symbols = keys < len(_SYMBOL_HASHES)
+    if not symbols.any():
+        return keys
+    return numpy.where(symbols, _SYMBOL_HASHES[numpy.minimum(keys, len(_SYMBOL_HASHES) - 1).astype("int64")], keys)
 
 
 def static_vectors_width(vocab) -> int:
@@ -264,12 +285,19 @@ def featurize(
     word_ids = numpy.full((n_win, max_len, n_word_hashes), UNKNOWN_WORD_ID, dtype="int64")
     token_types = numpy.zeros((n_win, max_len), dtype="int64")
     lengths = numpy.zeros((n_win,), dtype="int64")
-    arrays = [doc.to_array([attr_id, ORTH]) if len(doc) else numpy.zeros((0, 2), "uint64") for doc in docs]
+    # the word shape as spaCy computed it for each lexeme, where the vocab's
+    # shape is spaCy's word_shape (every language's default; not a bare Vocab())
+    lexeme_shapes = use_shape and bool(docs) and docs[0].vocab.lex_attr_getters.get(SHAPE) is word_shape
+    columns = [attr_id, ORTH, SHAPE] if lexeme_shapes else [attr_id, ORTH]
+    arrays = [doc.to_array(columns) if len(doc) else numpy.zeros((0, len(columns)), "uint64") for doc in docs]
+    shape_keys = None
     if windows:
         # all tokens of the batch in one array; doc d starts at starts[d]
         flat = numpy.concatenate(arrays)
         starts = numpy.cumsum([0] + [len(a) for a in arrays])
-        types, type_index = numpy.unique(flat[:, 1], return_inverse=True)
+        types, first, type_index = numpy.unique(flat[:, 1], return_index=True, return_inverse=True)
+        if lexeme_shapes:
+            shape_keys = string_hashes(flat[first, 2])
         strings = docs[0].vocab.strings
         type_strings = [strings[int(t)] for t in types]
         char_ids, char_lengths = encode_chars(type_strings, n_chars, max_word_chars)
@@ -285,7 +313,7 @@ def featurize(
         char_lengths = numpy.zeros((0,), dtype="int64")
     affix_ids = None
     if n_affix_features(n_prefixes, n_suffixes, use_shape):
-        affix_ids = encode_affixes(type_strings, n_prefixes, n_suffixes, use_shape, n_affix_rows)
+        affix_ids = encode_affixes(type_strings, n_prefixes, n_suffixes, use_shape, n_affix_rows, shape_keys)
     clusters = None
     if n_cluster_rows:
         table = cluster_table(docs[0].vocab) if docs else None
