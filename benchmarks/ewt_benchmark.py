@@ -489,6 +489,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_one.add_argument("--vectors", default=None, help="pipeline with static vectors (paths.vectors)")
     p_one.add_argument("--teacher", nargs="+", default=None,
                        help="trained teacher pipeline(s) (paths.teacher; several: an ensemble), for distilled systems")
+    p_one.add_argument("--config", default=None,
+                       help="train this config instead of the system's own (e.g. an earlier version of it, to rebuild a teacher)")
     p_one.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="another config override, e.g. paths.clusters=assets/pretrained/en_lexeme_cluster.json.gz")
     p_finish = sub.add_parser("finish-one", help="record a training stopped before its budget")
@@ -516,7 +518,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "ewt.json"))
     args = parser.parse_args(argv)
     if args.command == "train-one":
-        train_one(args.system, SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
+        train_one(args.system, Path(args.config).resolve() if args.config else SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
                   args.threads, args.max_steps, args.vectors, args.teacher, parse_overrides(args.set))
     elif args.command == "finish-one":
         finish_one(args.system, Path(args.work_dir) / args.system, args.threads)
