@@ -71,3 +71,13 @@ def test_whole_documents_keep_every_sentence_and_the_gold_tokens():
     assert example.predicted.text == reference.text
     assert not example.predicted.has_annotation("TAG")
     assert example.reference is reference
+
+
+def test_train_one_config_trains_another_config_under_the_systems_name(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ewt_benchmark, "train_one", lambda system, config, *args, **kwargs: calls.append((system, config)))
+    ewt_benchmark.main(["train-one", "lstm_tagger_efficiency", "--work-dir", str(tmp_path)])
+    other = tmp_path / "older.cfg"
+    ewt_benchmark.main(["train-one", "lstm_tagger_efficiency", "--work-dir", str(tmp_path), "--config", str(other)])
+    assert calls == [("lstm_tagger_efficiency", ewt_benchmark.SYSTEMS["lstm_tagger_efficiency"]),
+                     ("lstm_tagger_efficiency", other.resolve())]
