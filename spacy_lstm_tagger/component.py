@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
-from spacy.attrs import TAG
+from spacy.attrs import POS, TAG
+from spacy.errors import Errors
 from spacy.language import Language
+from spacy.parts_of_speech import IDS as UPOS_IDS
 from spacy.pipeline import Tagger
 from spacy.scorer import Scorer
 from spacy.tokens import Doc, Token
@@ -316,31 +318,36 @@ class LSTMTagger(Tagger):
             self._set_probabilities(docs, predictions.probabilities)
 
     def _set_tags(self, docs: Sequence[Doc], tag_guesses: Sequence) -> None:
-        """What spaCy's ``Tagger.set_annotations`` does (``overwrite`` honoured),
-        one array write per Doc: spaCy's per-token loop hashes the label's
-        string for every token (6 ms against 2.3 ms for the EWT dev set,
-        benchmarks/NOTES.md). Labels that are spaCy symbols keep their
+        """What spaCy's ``Tagger.set_annotations`` writes (``overwrite``
+        honoured), one array per Doc: spaCy's per-token loop hashes the
+        label's string for every token (6 ms against 2.3 ms for the EWT dev
+        set, benchmarks/NOTES.md). Labels that are spaCy symbols keep their
         symbol ids, as in spaCy's loop."""
-        overwrite = self.cfg["overwrite"]
-        label_keys = numpy.fromiter(
-            (self.vocab.strings.add(label) for label in self.labels), dtype="uint64", count=len(self.labels)
-        )
-        for doc, guesses in zip(docs, tag_guesses):
-            if not len(doc):
-                continue
-            tags = label_keys[self.model.ops.to_numpy(guesses)]
-            if not overwrite:
-                present = doc.to_array(TAG)
-                tags = numpy.where(present == 0, tags, present)
-            doc.from_array([TAG], tags)
+        keys = [self.vocab.strings.add(label) for label in self.labels]
+        self._write_guesses(docs, tag_guesses, TAG, keys)
 
     def _set_pos(self, docs: Sequence[Doc], pos_guesses: List[numpy.ndarray]) -> None:
+        """``Token.pos_`` from the UPOS head, as :meth:`_set_tags` writes tags
+        (the same error as ``Token.pos_`` for a label that is not UPOS)."""
+        for label in self.pos_labels:
+            if label not in UPOS_IDS:
+                raise ValueError(Errors.E1021.format(pp=label))
+        self._write_guesses(docs, pos_guesses, POS, [UPOS_IDS[label] for label in self.pos_labels])
+
+    def _write_guesses(self, docs: Sequence[Doc], guesses_per_doc: Sequence, attr: int, keys: Sequence[int]) -> None:
+        """Write ``keys[guess]`` as ``attr`` of each token with one
+        ``Doc.from_array`` per Doc; without ``overwrite`` only where the
+        token has no value yet."""
         overwrite = self.cfg["overwrite"]
-        pos_labels = self.pos_labels
-        for doc, guesses in zip(docs, pos_guesses):
-            for token, i in zip(doc, guesses):
-                if overwrite or not token.pos:
-                    token.pos_ = pos_labels[i]
+        keys = numpy.asarray(keys, dtype="uint64")
+        for doc, guesses in zip(docs, guesses_per_doc):
+            if not len(doc):
+                continue
+            values = keys[self.model.ops.to_numpy(guesses)]
+            if not overwrite:
+                present = doc.to_array(attr)
+                values = numpy.where(present == 0, values, present)
+            doc.from_array([attr], values)
 
     def _set_morph(self, docs: Sequence[Doc], morph_guesses: List[numpy.ndarray]) -> None:
         overwrite = self.cfg["overwrite"]

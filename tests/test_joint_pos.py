@@ -91,3 +91,44 @@ def test_joint_without_pos_annotation_is_a_clear_error():
 def test_pos_untouched_without_joint_head(trained_nlp):
     doc = trained_nlp("I like green eggs")
     assert all(t.pos_ == "" for t in doc)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_pos_writer_equals_setting_token_pos(joint_nlp, overwrite):
+    """The one-array-per-Doc UPOS writer against ``token.pos_ = label`` per
+    token (what it replaced), with a preset UPOS and an empty Doc."""
+    tagger = joint_nlp.get_pipe("lstm_tagger")
+    old = tagger.cfg["overwrite"]
+    tagger.cfg["overwrite"] = overwrite
+    rng = numpy.random.default_rng(1)
+    texts = ["I like green eggs", "", "Eat blue ham"]
+    guesses = [rng.integers(0, len(tagger.pos_labels), len(text.split())) for text in texts]
+
+    def annotated():
+        docs = [joint_nlp.make_doc(text) for text in texts]
+        docs[0][2].pos_ = "PROPN"
+        return docs
+
+    try:
+        docs = annotated()
+        tagger._set_pos(docs, guesses)
+        expected = annotated()
+        for doc, doc_guesses in zip(expected, guesses):
+            for token, i in zip(doc, doc_guesses):
+                if overwrite or not token.pos:
+                    token.pos_ = tagger.pos_labels[i]
+        assert [[t.pos_ for t in d] for d in docs] == [[t.pos_ for t in d] for d in expected]
+        assert "PROPN" not in tagger.pos_labels and (docs[0][2].pos_ == "PROPN") != overwrite
+    finally:
+        tagger.cfg["overwrite"] = old
+
+
+def test_pos_writer_names_a_label_that_is_not_upos(joint_nlp):
+    tagger = joint_nlp.get_pipe("lstm_tagger")
+    labels = tagger.cfg["pos_labels"]
+    tagger.cfg["pos_labels"] = [*labels[:-1], "NOTAPOS"]
+    try:
+        with pytest.raises(ValueError, match="NOTAPOS"):
+            tagger._set_pos([joint_nlp.make_doc("Eat blue ham")], [numpy.zeros(3, dtype="int64")])
+    finally:
+        tagger.cfg["pos_labels"] = labels
