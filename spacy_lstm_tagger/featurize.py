@@ -144,12 +144,13 @@ def encode_affixes(
     (spaCy computes ``word_shape`` once per lexeme: ``Token.shape``), so only
     the affixes are hashed here; the same keys as without it."""
     n_features = n_affix_features(n_prefixes, n_suffixes, use_shape)
-    from_lexemes = use_shape and shape_keys is not None
+    hash_shapes = use_shape and shape_keys is None
+    n_hashed = n_affix_features(n_prefixes, n_suffixes, hash_shapes)
     keys = numpy.empty((len(words), n_features), dtype="uint64")
-    keys[:, : n_features - from_lexemes] = numpy.array(
-        [affix_keys(word, n_prefixes, n_suffixes, use_shape and not from_lexemes) for word in words], dtype="uint64"
-    ).reshape(len(words), n_features - from_lexemes)
-    if from_lexemes:
+    keys[:, :n_hashed] = numpy.array(
+        [affix_keys(word, n_prefixes, n_suffixes, hash_shapes) for word in words], dtype="uint64"
+    ).reshape(len(words), n_hashed)
+    if n_hashed < n_features:
         keys[:, -1] = shape_keys
     rows = numpy.empty(keys.shape, dtype="int64")
     for f in range(n_features):
