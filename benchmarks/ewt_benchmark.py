@@ -518,7 +518,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "ewt.json"))
     args = parser.parse_args(argv)
     if args.command == "train-one":
-        train_one(args.system, Path(args.config).resolve() if args.config else SYSTEMS[args.system], args.train, args.dev, Path(args.work_dir) / args.system,
+        config = Path(args.config).resolve() if args.config else SYSTEMS[args.system]
+        train_one(args.system, config, args.train, args.dev, Path(args.work_dir) / args.system,
                   args.threads, args.max_steps, args.vectors, args.teacher, parse_overrides(args.set))
     elif args.command == "finish-one":
         finish_one(args.system, Path(args.work_dir) / args.system, args.threads)
