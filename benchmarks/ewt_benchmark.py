@@ -179,15 +179,17 @@ def train_one(system: str, config_path: Path, train: str, dev: str, out_dir: Pat
     overrides.update(extra_overrides or {})
     spacy_train(run_config, out_dir / "model", use_gpu=-1, overrides=overrides)
     write_train_result(system, config_path, out_dir, round(time.perf_counter() - start, 1), threads,
-                       config["training"]["max_steps"], round(peak_rss_mb(), 1), teachers=teacher)
+                       config["training"]["max_steps"], round(peak_rss_mb(), 1), teachers=teacher,
+                       overrides=extra_overrides)
 
 
 def write_train_result(system: str, config_path: Path, out_dir: Path, total: Optional[float], threads: int,
                        max_steps: int, rss_mb: Optional[float], stopped_at: Optional[int] = None,
-                       teachers: Optional[List[str]] = None) -> None:
+                       teachers: Optional[List[str]] = None, overrides: Optional[Dict[str, Any]] = None) -> None:
     """train_result.json from the training log. ``stopped_at``: the training
     was stopped by hand (``finish-one``) before its budget; model-best is the
-    best evaluation up to that step."""
+    best evaluation up to that step. ``overrides``: the ``--set`` values the
+    config was trained with (e.g. another seed), so the record says so."""
     log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
     best = max(log, key=lambda row: row["score"])
     srsly.write_json(out_dir / "train_result.json", {
@@ -197,6 +199,7 @@ def write_train_result(system: str, config_path: Path, out_dir: Path, total: Opt
         "torch_threads": threads, "max_steps": max_steps,
         **({"stopped_at_step": stopped_at} if stopped_at is not None else {}),
         **({"teachers": list(teachers)} if teachers else {}),
+        **({"overrides": dict(overrides)} if overrides else {}),
         "curve": [{"seconds": r["seconds"], "step": r["step"], "tag_acc": r["scores"].get("tag_acc")} for r in log],
     })
 

@@ -81,3 +81,24 @@ def test_train_one_config_trains_another_config_under_the_systems_name(tmp_path,
     ewt_benchmark.main(["train-one", "lstm_tagger_efficiency", "--work-dir", str(tmp_path), "--config", str(other)])
     assert calls == [("lstm_tagger_efficiency", ewt_benchmark.SYSTEMS["lstm_tagger_efficiency"]),
                      ("lstm_tagger_efficiency", other.resolve())]
+
+
+def test_a_training_record_keeps_the_overrides_it_was_trained_with(tmp_path):
+    """A second-seed run (``train-one ... --set system.seed=1``) must not be
+    recorded as if it were the config as committed."""
+    import json
+
+    import srsly
+
+    (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(row) for row in (
+        {"seconds": 1.0, "step": 0, "epoch": 0, "score": 0.1, "scores": {"tag_acc": 0.1}},
+        {"seconds": 2.0, "step": 500, "epoch": 1, "score": 0.9, "scores": {"tag_acc": 0.9}},
+    )))
+    config = ewt_benchmark.SYSTEMS["lstm_tagger_efficiency"]
+    ewt_benchmark.write_train_result("lstm_tagger_efficiency", config, tmp_path, 3.0, 1, 500, 1.0,
+                                     overrides={"system.seed": 1})
+    record = srsly.read_json(tmp_path / "train_result.json")
+    assert record["overrides"] == {"system.seed": 1}
+    assert (record["best_step"], record["train_seconds"]) == (500, 2.0)
+    ewt_benchmark.write_train_result("lstm_tagger_efficiency", config, tmp_path, 3.0, 1, 500, 1.0)
+    assert "overrides" not in srsly.read_json(tmp_path / "train_result.json")
