@@ -10,7 +10,7 @@ The bounds are generous; they exist to turn typos and absurd values into a
 clear error at build time, not to tune anything.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from spacy.attrs import IDS as SPACY_ATTR_IDS
 
@@ -25,7 +25,8 @@ N_THINC_HASHES = 4
 @dataclass(frozen=True)
 class Bound:
     """What an argument may be: ``kind`` is ``int``, ``float``, ``bool`` or
-    ``str``; numbers lie in ``[low, high]`` (``high_open``: ``[low, high)``)."""
+    ``str``; numbers lie in ``[low, high]`` (``high_open``: ``[low, high)``);
+    ``also``: values allowed besides those of ``kind`` (e.g. ``"auto"``)."""
 
     kind: type
     low: Optional[float] = None
@@ -33,6 +34,7 @@ class Bound:
     meaning: str = ""
     optional: bool = False
     high_open: bool = False
+    also: Tuple[Any, ...] = ()
 
 
 ARCHITECTURE_BOUNDS: Dict[str, Bound] = {
@@ -66,7 +68,8 @@ ARCHITECTURE_BOUNDS: Dict[str, Bound] = {
     "tok2vec_proj_size": Bound(int, 0, 4096, "projection width of the upstream tok2vec"),
     "char_cache_size": Bound(int, 0, 10_000_000, "word types whose character encodings are cached (0 = off)"),
     "quantize": Bound(bool, meaning="int8 inference on/off"),
-    "bfloat16": Bound(bool, meaning="bfloat16 inference on/off"),
+    "bfloat16": Bound(bool, meaning='bfloat16 inference on/off, or "auto": on where the CPU or GPU runs bf16 natively',
+                      also=("auto",)),
     "nO": Bound(int, 1, 1_000_000, "number of tags", optional=True),
 }
 
@@ -93,11 +96,14 @@ def check_architecture_args(architecture: str = "spacy_lstm_tagger.WordCharBiLST
 def _check_value(bound: Bound, value: Any) -> Optional[str]:
     if value is None and bound.optional:
         return None
+    if any(value == allowed and type(value) is type(allowed) for allowed in bound.also):
+        return None
     what = f" ({bound.meaning})" if bound.meaning else ""
     if bound.kind is object:
         return None
     if bound.kind is bool:
-        return None if isinstance(value, bool) else f"must be true or false{what}"
+        others = "".join(f' or "{allowed}"' for allowed in bound.also)
+        return None if isinstance(value, bool) else f"must be true or false{others}{what}"
     if bound.kind is str:
         if bound is ARCHITECTURE_BOUNDS.get("word_attr"):
             ok = isinstance(value, str) and value and value.upper() in SPACY_ATTR_IDS

@@ -14,7 +14,7 @@ at the end of this module.
 """
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy
 import torch
@@ -29,7 +29,7 @@ from . import weights
 from .config_checks import check_architecture_args
 from .featurize import Window, cluster_table, featurize, n_affix_features, plan_windows, static_vectors_width
 from .pytorch_model import HEADS, CharBiLSTMEncoder, WordCharBiLSTMTagger
-from .quantize import BFloat16Inference, QuantizedInference
+from .quantize import AutoBFloat16Inference, BFloat16Inference, QuantizedInference
 from .shim import pytorch_wrapper
 from .weights import MODEL_FORMAT, MODEL_FORMAT_VERSION, deserialize_torch_module, serialize_torch_module  # noqa: F401
 from .upstream import pad_into_windows, unpad_from_windows
@@ -79,7 +79,7 @@ def build_wordchar_bilstm_tagger(
     include_static_vectors: bool = False,
     char_cache_size: int = 20000,
     quantize: bool = False,
-    bfloat16: bool = False,
+    bfloat16: Union[bool, str] = False,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model (version 1: no affix
@@ -121,7 +121,9 @@ def build_wordchar_bilstm_tagger(
         (quantize.py); training and the saved weights stay float32. A tagging
         pass was 1.4-1.8x faster on a CPU with native bf16 (avx512_bf16;
         benchmarks/NOTES.md); without native bf16 (no avx512_bf16 or AMX) it
-        is slower than float32 and warns. Not together with ``quantize``.
+        is slower than float32 and warns. ``"auto"``: bfloat16 only where the
+        CPU (or GPU) runs it natively, float32 elsewhere, so one config is
+        safe on every machine. Not together with ``quantize``.
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
@@ -177,7 +179,7 @@ def build_wordchar_bilstm_tagger_v2(
     include_static_vectors: bool = False,
     char_cache_size: int = 20000,
     quantize: bool = False,
-    bfloat16: bool = False,
+    bfloat16: Union[bool, str] = False,
     cluster_embed_size: int = 0,
     n_cluster_rows: int = 4096,
     tok2vec: Optional[Model[List[Doc], List[Floats2d]]] = None,
@@ -253,7 +255,7 @@ def _build(
     hidden_size: int, depth: int, lstm_input_size: int, dropout: float, word_dropout: float, max_window: int,
     window_context: int, joint_pos: bool, joint_morph: bool, crf: bool,
     include_static_vectors: bool, n_prefixes: int, n_suffixes: int, use_shape: bool,
-    n_affix_rows: int, affix_embed_size: int, char_cache_size: int, quantize: bool, bfloat16: bool,
+    n_affix_rows: int, affix_embed_size: int, char_cache_size: int, quantize: bool, bfloat16: Union[bool, str],
     cluster_embed_size: int = 0, n_cluster_rows: int = 0,
     tok2vec: Optional[Model[List[Doc], List[Floats2d]]] = None, tok2vec_proj_size: int = 0,
     nO: Optional[int],
@@ -308,6 +310,8 @@ def _build(
     )
     if quantize:
         wrapper.shims[0].predict_module = QuantizedInference()
+    elif bfloat16 == "auto":
+        wrapper.shims[0].predict_module = AutoBFloat16Inference()
     elif bfloat16:
         wrapper.shims[0].predict_module = BFloat16Inference()
     model: Model[List[Doc], List[Floats2d]] = Model(

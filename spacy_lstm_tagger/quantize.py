@@ -8,7 +8,9 @@ made with ``torch.ao.quantization.quantize_dynamic`` (weights of the LSTMs
 and linear layers in int8, activations quantized on the fly), for bfloat16
 the whole module cast to bfloat16 (oneDNN's bf16 LSTM kernels, about 2x
 faster where the CPU has avx512_bf16 or AMX). The copy is rebuilt whenever
-the float weights change.
+the float weights change. ``bfloat16 = "auto"`` makes the bfloat16 copy only
+where the device runs bf16 natively and runs the float module elsewhere, so
+one config is fast on every machine.
 
 The inference path runs each direction of each BiLSTM layer on its own
 (see ``pytorch_model.bilstm_directions``), so a bidirectional ``nn.LSTM`` is
@@ -165,7 +167,32 @@ def _native_bf16() -> bool:
         return False
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 natively: a CPU with avx512_bf16 or
+    AMX (as oneDNN reports it), a CUDA GPU that supports bf16."""
+    if device.type == "cpu":
+        return _native_bf16()
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return False
+
+
 class BFloat16Inference(InferenceCopy):
     """The bfloat16 copy (:func:`bfloat16_copy`) of the shim's module."""
 
     make = staticmethod(bfloat16_copy)
+
+
+def bfloat16_where_native(module: WordCharBiLSTMTagger) -> nn.Module:
+    """``bfloat16 = "auto"``: the bfloat16 copy where the module's device runs
+    bf16 natively, else the float module itself (no copy, no warning)."""
+    if native_bf16(next(module.parameters()).device):
+        return BFloat16Module(module)
+    return module
+
+
+class AutoBFloat16Inference(InferenceCopy):
+    """``bfloat16 = "auto"`` (:func:`bfloat16_where_native`); decided again
+    whenever the copy is rebuilt, e.g. after the model moved to a GPU."""
+
+    make = staticmethod(bfloat16_where_native)

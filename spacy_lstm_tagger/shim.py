@@ -24,12 +24,15 @@ class InPlacePyTorchShim(PyTorchShim):
 
     predict_module: Optional[Callable[[torch.nn.Module], torch.nn.Module]] = None
     """When set (e.g. ``quantize.QuantizedInference``), ``predict`` runs the
-    module it returns for the shim's module (training still runs the shim's)."""
+    module it returns for the shim's module (training still runs the shim's).
+    It may return the shim's module itself (``bfloat16 = "auto"`` on a CPU
+    without native bf16): then ``predict`` is Thinc's own."""
 
     def predict(self, inputs: Any) -> Any:
-        if self.predict_module is None:
+        module = None if self.predict_module is None else self.predict_module(self._model)
+        if module is None or module is self._model:
             return super().predict(inputs)
-        module = self.predict_module(self._model).eval()
+        module = module.eval()
         with torch.no_grad():
             return module(*inputs.args, **inputs.kwargs)
 

@@ -156,3 +156,52 @@ def test_int8_and_bfloat16_together_is_a_clear_error():
     with pytest.raises(ValueError, match="at most one"):
         nlp.add_pipe("lstm_tagger", config={"model": {
             "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "quantize": True, "bfloat16": True}})
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_auto_follows_the_device(tmp_path, monkeypatch, native):
+    """``bfloat16 = "auto"``: the bfloat16 copy where the CPU runs bf16
+    natively, else the float module itself (the float32 tags, no warning);
+    saved and loaded with the switch."""
+    import warnings
+
+    from spacy_lstm_tagger import quantize
+
+    monkeypatch.setattr(quantize, "_native_bf16", lambda: native)
+    nlp = train_tiny()
+    docs = [eg.predicted for eg in make_examples(nlp)]
+    expected = nlp.get_pipe("lstm_tagger").model.predict(docs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "emulated bf16" warning either way
+        anlp = reduced_precision_nlp(nlp, tmp_path, bfloat16="auto")
+        model = anlp.get_pipe("lstm_tagger").model
+        got = model.predict(docs)
+    shim = model.layers[0].shims[0]
+    module = get_torch_module(model)
+    if native:
+        assert shim.predict_module.current.module.output.weight.dtype == torch.bfloat16
+        assert not all(numpy.array_equal(a, b) for a, b in zip(expected, got))
+    else:
+        assert shim.predict_module.current is module
+        for a, b in zip(expected, got):
+            numpy.testing.assert_array_equal(a, b)
+    assert module.training  # predict left the float module as Thinc leaves it
+    anlp.to_disk(tmp_path / "auto")
+    assert spacy.load(tmp_path / "auto").config["components"]["lstm_tagger"]["model"]["bfloat16"] == "auto"
+
+
+@pytest.mark.parametrize(
+    "value,message", [("yes please", 'true or false or "auto"'), ("AUTO", 'true or false or "auto"'), (2, "is not")]
+)
+def test_bfloat16_takes_true_false_or_auto(value, message):
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=f"bfloat16.*{message}"):
+        nlp.add_pipe("lstm_tagger", config={"model": {
+            "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "bfloat16": value}})
+
+
+def test_int8_and_bfloat16_auto_together_is_a_clear_error():
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="at most one"):
+        nlp.add_pipe("lstm_tagger", config={"model": {
+            "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "quantize": True, "bfloat16": "auto"}})
