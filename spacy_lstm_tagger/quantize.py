@@ -10,7 +10,7 @@ the whole module cast to bfloat16 (oneDNN's bf16 LSTM kernels, about 2x
 faster where the CPU has avx512_bf16 or AMX). The copy is rebuilt whenever
 the float weights change. ``bfloat16 = "auto"`` makes the bfloat16 copy only
 where the device runs bf16 natively and runs the float module elsewhere, so
-one config is fast on every machine.
+one config can go to every machine (fast where bf16 is native, float32 elsewhere).
 
 The inference path runs each direction of each BiLSTM layer on its own
 (see ``pytorch_model.bilstm_directions``), so a bidirectional ``nn.LSTM`` is
