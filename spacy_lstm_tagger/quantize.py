@@ -147,7 +147,8 @@ def bfloat16_copy(module: WordCharBiLSTMTagger) -> BFloat16Module:
     has no native bf16 (oneDNN then emulates it, several times slower than
     float32)."""
     global _warned_no_native_bf16
-    if next(module.parameters()).device.type == "cpu" and not _native_bf16() and not _warned_no_native_bf16:
+    device = next(module.parameters()).device
+    if device.type == "cpu" and not native_bf16(device) and not _warned_no_native_bf16:
         warnings.warn(
             "bfloat16 = true: this CPU has no native bfloat16 (avx512_bf16 or AMX), so bf16 "
             "inference runs emulated and slower than float32; set bfloat16 = false here",

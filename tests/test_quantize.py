@@ -2,12 +2,15 @@
 setting ``quantize``) and bfloat16 (``bfloat16``): close to the float model,
 saved as float weights with the switch in the config, rebuilt when the
 weights change."""
+import warnings
+
 import numpy
 import pytest
 import spacy
 import torch
 from torch import nn
 
+from spacy_lstm_tagger import quantize
 from spacy_lstm_tagger.model import get_torch_module
 from spacy_lstm_tagger.pytorch_model import bilstm_padded
 from spacy_lstm_tagger.quantize import DynamicInt8BiLSTM, quantized_copy
@@ -163,10 +166,6 @@ def test_bfloat16_auto_follows_the_device(tmp_path, monkeypatch, native):
     """``bfloat16 = "auto"``: the bfloat16 copy where the CPU runs bf16
     natively, else the float module itself (the float32 tags, no warning);
     saved and loaded with the switch."""
-    import warnings
-
-    from spacy_lstm_tagger import quantize
-
     monkeypatch.setattr(quantize, "_native_bf16", lambda: native)
     nlp = train_tiny()
     docs = [eg.predicted for eg in make_examples(nlp)]
