@@ -78,7 +78,27 @@ TEACHERS = {
     "lstm_tagger_distilled": ["lstm_tagger_accuracy", "lstm_tagger_efficiency"],
     "lstm_tagger_distilled_vectors": ["lstm_tagger_transformer"],
 }
-SYSTEMS = {**MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS}
+# Another seed of a config (trained with --set system.seed=N): a member of an ensemble.
+SEED_SYSTEMS = {"lstm_tagger_efficiency_seed1": ("lstm_tagger_efficiency", 1)}
+SYSTEMS = {
+    **MAIN_SYSTEMS, **FEATURE_SYSTEMS, **PRETRAINED_SYSTEMS, **DISTILLED_SYSTEMS,
+    **{name: MAIN_SYSTEMS[config] for name, (config, _seed) in SEED_SYSTEMS.items()},
+}
+# Ensembles (spacy_lstm_tagger/ensemble.py: mean probabilities), assembled from
+# trained member systems with `python -m spacy_lstm_tagger ensemble`; their
+# training time is the longest member's (members train side by side, a core each).
+ENSEMBLES = {
+    "lstm_tagger_ensemble": ["lstm_tagger_efficiency", "lstm_tagger_efficiency_seed1"],
+    "lstm_tagger_ensemble_eff_acc": ["lstm_tagger_efficiency", "lstm_tagger_accuracy"],
+}
+
+
+def every_member(system: str, settings: Dict[str, Any]) -> Dict:
+    """Load-time overrides setting ``settings`` on each member of an ensemble system."""
+    members = {f"member{i}": dict(settings) for i in range(len(ENSEMBLES[system]))}
+    return {"components": {"lstm_tagger": {"model": {"*": members}}}}
+
+
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {
     "lstm_tagger_efficiency_probs": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"store_probabilities": True}}}),
@@ -89,6 +109,9 @@ VARIANTS = {
     "lstm_tagger_efficiency_bf16": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
     "lstm_tagger_accuracy_bf16": ("lstm_tagger_accuracy", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
     "lstm_tagger_distilled_bf16": ("lstm_tagger_distilled", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
+    "lstm_tagger_ensemble_bf16": ("lstm_tagger_ensemble", every_member("lstm_tagger_ensemble", {"bfloat16": True})),
+    "lstm_tagger_ensemble_eff_acc_bf16": (
+        "lstm_tagger_ensemble_eff_acc", every_member("lstm_tagger_ensemble_eff_acc", {"bfloat16": True})),
     # spaCy's tagger with Thinc's NumpyOps(use_blis=False): its matrix products on
     # numpy's BLAS instead of blis. Where blis does not recognize the CPU it runs
     # its unoptimized 'generic' kernels (machine.blis_config), and spaCy's tagger
@@ -99,7 +122,7 @@ VARIANTS = {
 NUMPY_BLAS_VARIANTS = {"spacy_tagger_numpy_blas"}
 BASELINE = "spacy_tagger"
 SPACY_BASELINES = ("spacy_tagger", "spacy_tagger_numpy_blas")
-DEFAULT_SYSTEMS = [*MAIN_SYSTEMS, "spacy_tagger_numpy_blas"]
+DEFAULT_SYSTEMS = [*MAIN_SYSTEMS, "lstm_tagger_ensemble", "spacy_tagger_numpy_blas"]
 # train docs tagged before each timed pass, after emptying the character
 # caches: the timing sees a cache of frequent types of the domain, as a
 # long-running process has, not one that already holds every dev word
@@ -204,6 +227,30 @@ def write_train_result(system: str, config_path: Path, out_dir: Path, total: Opt
     })
 
 
+def assemble_one(system: str, work: Path) -> None:
+    """Assemble an ensemble system from its trained members (ENSEMBLES) into
+    ``work/system/model/model-best``, with a train_result.json: the members'
+    training times (the longest is the ensemble's: they train side by side)."""
+    from spacy_lstm_tagger.ensemble import assemble
+
+    members = ENSEMBLES[system]
+    out_dir = work / system
+    nlp = assemble([work / m / "model" / "model-best" for m in members])
+    (out_dir / "model").mkdir(parents=True, exist_ok=True)
+    nlp.to_disk(out_dir / "model" / "model-best")
+    results = [srsly.read_json(work / m / "train_result.json") for m in members]
+    srsly.write_json(out_dir / "train_result.json", {
+        "system": system, "config": " + ".join(r["config"] for r in results), "members": members,
+        "train_seconds": max(r["train_seconds"] for r in results),
+        "train_total_seconds": max(r["train_total_seconds"] for r in results),
+        "members_train_seconds": {m: r["train_seconds"] for m, r in zip(members, results)},
+        "best_step": None, "best_epoch": None,
+        "train_peak_rss_mb": max((r["train_peak_rss_mb"] or 0) for r in results) or None,
+        "torch_threads": results[0]["torch_threads"], "max_steps": max(r["max_steps"] for r in results),
+        "curve": [],
+    })
+
+
 def teacher_names(train_result: Dict, work: Path) -> List[str]:
     """The systems (or paths) a distilled student was taught by: its
     training's record, else the benchmark's recipe (TEACHERS). A relative
@@ -235,12 +282,12 @@ def empty_char_caches(nlp) -> int:
     (and of their bfloat16 copies) and the process's cache of affix hashes
     (``featurize.affix_keys``); returns how many character caches there were."""
     from spacy_lstm_tagger.featurize import clear_affix_key_cache
-    from spacy_lstm_tagger.model import clear_char_caches
+    from spacy_lstm_tagger.model import clear_char_caches, tagger_models
 
     clear_affix_key_cache()
     return sum(
         clear_char_caches(pipe.model) for _name, pipe in nlp.pipeline
-        if getattr(pipe, "model", None) is not None and pipe.model.has_ref("torch")
+        if getattr(pipe, "model", None) is not None and tagger_models(pipe.model)
     )
 
 
@@ -348,13 +395,18 @@ def run(args: argparse.Namespace) -> Dict:
     results_path = Path(args.output)
     systems = args.systems or DEFAULT_SYSTEMS
     trained = list(dict.fromkeys(VARIANTS.get(s, (s,))[0] for s in systems))
-    # a teacher trains before its student
-    trained = list(dict.fromkeys([t for s in trained if s in TEACHERS for t in TEACHERS[s]] + trained))
+    # a teacher trains before its student, the members before their ensemble
+    trained = list(dict.fromkeys(
+        [t for s in trained for t in TEACHERS.get(s, []) + ENSEMBLES.get(s, [])] + trained))
     # 1. train (resumable: a finished system keeps its train_result.json)
     for system in trained:
         out_dir = work / system
         if (out_dir / "train_result.json").exists() and not args.retrain:
             print(f"[benchmark] {system}: reusing finished training in {out_dir}", flush=True)
+            continue
+        if system in ENSEMBLES:
+            print(f"[benchmark] {system}: assembling {' + '.join(ENSEMBLES[system])}", flush=True)
+            assemble_one(system, work)
             continue
         print(f"[benchmark] {system}: training ({SYSTEMS[system].name})", flush=True)
         extra_args = []
@@ -420,6 +472,7 @@ def run(args: argparse.Namespace) -> Dict:
             "peak_rss_mb": train_result["train_peak_rss_mb"],
             **({"stopped_at_step": train_result["stopped_at_step"]} if "stopped_at_step" in train_result else {}),
             **({"teachers": teacher_names(train_result, work)} if source in TEACHERS else {}),
+            **({"members": train_result["members"]} if source in ENSEMBLES else {}),
             "inference_peak_rss_mb": m["inference_peak_rss_mb"],
             "model_mb": round(dir_size_mb(work / source / "model" / "model-best"), 2),
             "curve": train_result["curve"],
@@ -513,7 +566,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         p.add_argument("--pretrained-dir", default=str(ROOT / "assets" / "pretrained"),
                        help="where scripts/prepare_pretrained.py writes the pretrained resources")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS) + list(VARIANTS),
+    parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS) + list(ENSEMBLES) + list(VARIANTS),
                         help=f"default: {' '.join(DEFAULT_SYSTEMS)}")
     parser.add_argument("--retrain", action="store_true", help="ignore finished trainings")
     parser.add_argument("--max-steps", type=int, default=0, help="override every config's max_steps (0: keep)")
@@ -522,8 +575,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train-one":
         config = Path(args.config).resolve() if args.config else SYSTEMS[args.system]
+        # a seed system's seed, unless --set gives another
+        seed = {"system.seed": SEED_SYSTEMS[args.system][1]} if args.system in SEED_SYSTEMS else {}
         train_one(args.system, config, args.train, args.dev, Path(args.work_dir) / args.system,
-                  args.threads, args.max_steps, args.vectors, args.teacher, parse_overrides(args.set))
+                  args.threads, args.max_steps, args.vectors, args.teacher, {**seed, **parse_overrides(args.set)})
     elif args.command == "finish-one":
         finish_one(args.system, Path(args.work_dir) / args.system, args.threads)
     elif args.command == "measure-one":

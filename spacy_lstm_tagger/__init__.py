@@ -1,6 +1,8 @@
 """spacy-lstm-tagger: a PyTorch word + character BiLSTM part-of-speech tagger for spaCy."""
 from .component import LSTMTagger, make_lstm_joint_tagger, make_lstm_tagger
 from .distill import make_attach_teacher  # registers spacy_lstm_tagger.attach_teacher.v1
+from .ensemble import assemble as assemble_ensemble
+from .ensemble import build_ensemble
 from .model import build_wordchar_bilstm_tagger, build_wordchar_bilstm_tagger_v2
 
 __version__ = "0.1.0"
@@ -10,5 +12,7 @@ __all__ = [
     "make_lstm_joint_tagger",
     "build_wordchar_bilstm_tagger",
     "build_wordchar_bilstm_tagger_v2",
+    "build_ensemble",
+    "assemble_ensemble",
     "__version__",
 ]

@@ -35,7 +35,7 @@ from thinc.types import Floats2d
 
 from .distill import Teacher, distill_update
 from .model import (
-    check_loaded_weights, crf_decode, crf_loss, crf_marginals, join_heads, record_labels_with_weights,
+    built_attrs, check_loaded_weights, crf_decode, crf_loss, crf_marginals, join_heads, record_labels_with_weights,
     split_heads, use_single_thread,
 )
 
@@ -531,27 +531,27 @@ class LSTMTagger(Tagger):
         super().to_disk(path, exclude=exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "LSTMTagger":
-        built_attrs = dict(self.model.attrs)
+        built = built_attrs(self.model)
         try:
             super().from_bytes(bytes_data, exclude=exclude)
-            self._check_loaded_weights(built_attrs, exclude)
+            self._check_loaded_weights(built, exclude)
         except Exception as err:
             raise _load_error(self.name, "bytes", err) from err
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "LSTMTagger":
-        built_attrs = dict(self.model.attrs)
+        built = built_attrs(self.model)
         try:
             super().from_disk(path, exclude=exclude)
-            self._check_loaded_weights(built_attrs, exclude)
+            self._check_loaded_weights(built, exclude)
         except Exception as err:
             raise _load_error(self.name, str(path), err) from err
         return self
 
-    def _check_loaded_weights(self, built_attrs: Dict, exclude) -> None:
+    def _check_loaded_weights(self, built: List[Dict], exclude) -> None:
         """The loaded cfg labels and model attrs must be the ones the weights were saved with."""
         if "model" not in exclude:
-            check_loaded_weights(self.model, self._labels_by_head(), built_attrs)
+            check_loaded_weights(self.model, self._labels_by_head(), built)
 
 
 def _load_error(name: str, source: str, err: Exception) -> ValueError:

@@ -331,14 +331,25 @@ def get_torch_module(model: Model) -> WordCharBiLSTMTagger:
     return cast(WordCharBiLSTMTagger, model.get_ref("torch").shims[0]._model)
 
 
+def tagger_models(model: Model) -> List[Model]:
+    """The models built by this architecture in a component's model: the
+    model itself, or the members of an ensemble (``ensemble.py``)."""
+    if model.has_ref("torch"):
+        return [model]
+    return [layer for layer in model.layers if layer.has_ref("torch")]
+
+
 def clear_char_caches(model: Model) -> int:
     """Empty the character-encoding caches (char_cache.py) of the model's
-    torch module and of its inference copy (``bfloat16``), e.g. to time
-    inference without the benefit of words seen before. Returns how many."""
-    roots = [get_torch_module(model)]
-    predict_module = model.get_ref("torch").shims[0].predict_module
-    if getattr(predict_module, "current", None) is not None:
-        roots.append(predict_module.current)
+    torch modules (an ensemble's: each member's) and of their inference
+    copies (``bfloat16``), e.g. to time inference without the benefit of
+    words seen before. Returns how many."""
+    roots = []
+    for tagger in tagger_models(model):
+        roots.append(get_torch_module(tagger))
+        predict_module = tagger.get_ref("torch").shims[0].predict_module
+        if getattr(predict_module, "current", None) is not None:
+            roots.append(predict_module.current)
     caches = {id(m.cache): m.cache for root in roots for m in root.modules()
               if isinstance(m, CharBiLSTMEncoder) and m.cache is not None}
     for cache in caches.values():
@@ -566,19 +577,29 @@ def _crf(model: Model):
 
 def record_labels_with_weights(model: Model, labels_by_head: Dict[str, Optional[Sequence[str]]]) -> None:
     """Have the next save store a fingerprint of each head's labels (by
-    :data:`HEAD_DIMS` name; ``None`` = head off) and the model's switches with the weights."""
-    weights.describe_weights(get_torch_module(model), labels_by_head, model.attrs)
+    :data:`HEAD_DIMS` name; ``None`` = head off) and the model's switches with
+    the weights (of every member, for an ensemble)."""
+    for tagger in tagger_models(model):
+        weights.describe_weights(get_torch_module(tagger), labels_by_head, tagger.attrs)
+
+
+def built_attrs(model: Model) -> List[Dict[str, Any]]:
+    """The attrs of each of :func:`tagger_models` as the config built them,
+    taken before loading, for :func:`check_loaded_weights`."""
+    return [dict(tagger.attrs) for tagger in tagger_models(model)]
 
 
 def check_loaded_weights(
-    model: Model, labels_by_head: Dict[str, Optional[Sequence[str]]], built_attrs: Dict[str, Any]
+    model: Model, labels_by_head: Dict[str, Optional[Sequence[str]]], built: List[Dict[str, Any]]
 ) -> None:
     """After loading: the component's labels and the model file's attrs must
-    agree with the weights (``built_attrs``: the attrs before loading, as the
-    config built them). See :func:`weights.check_loaded_weights`."""
-    weights.check_loaded_weights(
-        get_torch_module(model), labels_by_head, built_attrs=built_attrs, loaded_attrs=model.attrs
-    )
+    agree with the weights of each of :func:`tagger_models` (``built``: the
+    attrs before loading, from :func:`built_attrs`). See
+    :func:`weights.check_loaded_weights`."""
+    for tagger, attrs in zip(tagger_models(model), built):
+        weights.check_loaded_weights(
+            get_torch_module(tagger), labels_by_head, built_attrs=attrs, loaded_attrs=tagger.attrs
+        )
 
 
 def use_single_thread() -> None:

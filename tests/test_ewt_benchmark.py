@@ -102,3 +102,39 @@ def test_a_training_record_keeps_the_overrides_it_was_trained_with(tmp_path):
     assert (record["best_step"], record["train_seconds"]) == (500, 2.0)
     ewt_benchmark.write_train_result("lstm_tagger_efficiency", config, tmp_path, 3.0, 1, 500, 1.0)
     assert "overrides" not in srsly.read_json(tmp_path / "train_result.json")
+
+
+def test_a_seed_system_trains_its_config_with_its_seed(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ewt_benchmark, "train_one", lambda system, config, *args: calls.append((system, config, args[-1])))
+    ewt_benchmark.main(["train-one", "lstm_tagger_efficiency_seed1", "--work-dir", str(tmp_path)])
+    ewt_benchmark.main(["train-one", "lstm_tagger_efficiency_seed1", "--work-dir", str(tmp_path), "--set", "system.seed=7"])
+    config = ewt_benchmark.SYSTEMS["lstm_tagger_efficiency"]
+    assert calls == [("lstm_tagger_efficiency_seed1", config, {"system.seed": 1}),
+                     ("lstm_tagger_efficiency_seed1", config, {"system.seed": 7})]
+
+
+def test_an_ensemble_system_is_assembled_from_its_trained_members(tmp_path, monkeypatch):
+    """The ensemble's record: its members, the longest member's training
+    time; its pipeline: both members, each member's caches emptied, and the
+    bf16 variant's override reaching every member."""
+    import srsly
+
+    work = tmp_path / "work"
+    members = {"a": 10.0, "b": 30.0}
+    for seed, (name, seconds) in enumerate(members.items()):
+        (work / name / "model").mkdir(parents=True)
+        train_tiny(n_iter=3, seed=seed).to_disk(work / name / "model" / "model-best")
+        srsly.write_json(work / name / "train_result.json", {
+            "config": f"configs/{name}.cfg", "train_seconds": seconds, "train_total_seconds": seconds + 1,
+            "train_peak_rss_mb": 100.0 + seconds, "torch_threads": 1, "max_steps": 500})
+    monkeypatch.setitem(ewt_benchmark.ENSEMBLES, "ens", list(members))
+    ewt_benchmark.assemble_one("ens", work)
+    record = srsly.read_json(work / "ens" / "train_result.json")
+    assert record["members"] == ["a", "b"] and record["train_seconds"] == 30.0
+    assert record["members_train_seconds"] == members and record["train_peak_rss_mb"] == 130.0
+    overrides = ewt_benchmark.every_member("ens", {"bfloat16": True})
+    nlp = spacy.load(work / "ens" / "model" / "model-best", config=overrides)
+    assert [m["bfloat16"] for m in nlp.config["components"]["lstm_tagger"]["model"]["*"].values()] == [True, True]
+    list(nlp.pipe([eg.reference.text for eg in make_examples(nlp)]))
+    assert ewt_benchmark.empty_char_caches(nlp) == 4  # two members, each a float module and a bf16 copy

@@ -347,6 +347,19 @@ def test_workflow_on_a_small_finnish_treebank(fi_tdt_slice: Path, tmp_path: Path
     assert metrics["split"] == "test" and metrics["data"].endswith("fi_tdt-ud-test.spacy")
     assert 0.0 < metrics["tag_acc"] <= 1.0
 
+    # a second seed, the two as an ensemble, and the ensemble evaluated like any config
+    check(spacy_project(project, ["train-seed", ".", *variables], fi_tdt_slice))
+    check(spacy_project(project, ["ensemble", ".", *variables], fi_tdt_slice))
+    ensemble_best = project / "training" / "fi_tdt" / f"{CONFIG}_ensemble" / "model-best"
+    members = spacy.load(ensemble_best).meta["lstm_tagger_ensemble"]["members"]
+    assert [Path(m["source"]).parent.name for m in members] == [CONFIG, f"{CONFIG}_seed1"]
+    seed_cfg = spacy.util.load_config(project / "training" / "fi_tdt" / f"{CONFIG}_seed1" / "model-best" / "config.cfg")
+    assert seed_cfg["system"]["seed"] == 1
+    evaluate = [v if v != CONFIG else f"{CONFIG}_ensemble" for v in variables]
+    check(spacy_project(project, ["evaluate", ".", *evaluate], fi_tdt_slice))
+    ensemble_metrics = srsly.read_json(project / "metrics" / "fi_tdt" / f"{CONFIG}_ensemble.json")
+    assert ensemble_metrics["split"] == "test" and 0.0 < ensemble_metrics["tag_acc"] <= 1.0
+
 
 # --- documented commands ------------------------------------------------------
 
