@@ -129,6 +129,8 @@ def assemble(
     unknown = sorted(set(settings) - set(INFERENCE_SETTINGS))
     if unknown:
         raise ValueError(f"Unknown ensemble member settings {unknown}: choose from {list(INFERENCE_SETTINGS)}")
+    if settings.get("bfloat16") and settings.get("quantize"):
+        raise ValueError("quantize (int8) and bfloat16 are two ways to run inference: set at most one of them")
     pipelines, sources = [], []
     for member in members:
         if isinstance(member, Language):
@@ -149,8 +151,9 @@ def assemble(
     for nlp in pipelines:
         member_config = copy.deepcopy(dict(nlp.config["components"][component]["model"]))
         member_config.update(settings)
+        # the one switched on by ``settings`` replaces the member's own other one
         if member_config.get("bfloat16") and member_config.get("quantize"):
-            member_config["quantize" if "bfloat16" in settings else "bfloat16"] = False
+            member_config["quantize" if settings.get("bfloat16") else "bfloat16"] = False
         member_configs.append(member_config)
     config = first.config.copy()
     config["components"][component]["model"] = {

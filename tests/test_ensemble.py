@@ -121,6 +121,8 @@ def test_ensemble_members_must_agree(member_dirs, tmp_path):
         assemble_ensemble([member_dirs[0], no_tagger])
     with pytest.raises(ValueError, match="Unknown ensemble member settings"):
         assemble_ensemble(member_dirs, settings={"dropout": 0.1})
+    with pytest.raises(ValueError, match="at most one"):
+        assemble_ensemble(member_dirs, settings={"bfloat16": True, "quantize": True})
 
 
 def test_build_ensemble_refuses_what_cannot_be_averaged():
@@ -194,3 +196,29 @@ def test_members_that_read_static_vectors_must_share_them():
     assert all(t.tag_ for t in nlp("I like green ham"))
     with pytest.raises(ValueError, match="static vectors that differ"):
         assemble_ensemble([same_a, other])
+
+
+def test_an_ensemble_pipeline_can_teach_a_student(member_dirs, tmp_path):
+    """Saved, an ensemble is one teacher path whose probabilities are its mean."""
+    from spacy_lstm_tagger.distill import attach
+
+    assemble_ensemble(member_dirs).to_disk(tmp_path / "ensemble")
+    teacher = spacy.load(tmp_path / "ensemble")
+    student = new_pipeline()
+    attach(student.tagger, teacher, 1.0)
+    docs = [student.nlp.make_doc(text) for text, _ in TRAIN_DATA]
+    taught = student.tagger.teacher.probabilities(docs, tuple(student.tagger.labels))
+    assert tuple(teacher.get_pipe("lstm_tagger").labels) == tuple(student.tagger.labels)
+    for mine, expected in zip(taught, probabilities(teacher, [text for text, _ in TRAIN_DATA])):
+        numpy.testing.assert_allclose(mine, expected, atol=1e-6)
+
+
+def test_a_precision_setting_replaces_a_members_own(member_dirs):
+    int8_member = spacy.load(member_dirs[1], config={"components": {"lstm_tagger": {"model": {"quantize": True}}}})
+    kept = assemble_ensemble([member_dirs[0], int8_member])
+    members = list(kept.config["components"]["lstm_tagger"]["model"]["*"].values())
+    assert [(m["quantize"], m["bfloat16"]) for m in members] == [(False, False), (True, False)]
+    switched = assemble_ensemble([member_dirs[0], int8_member], settings={"bfloat16": "auto"})
+    members = list(switched.config["components"]["lstm_tagger"]["model"]["*"].values())
+    assert [(m["quantize"], m["bfloat16"]) for m in members] == [(False, "auto"), (False, "auto")]
+    assert all(t.tag_ for t in switched("I like green eggs"))
