@@ -70,12 +70,15 @@ PRETRAINED_DIRS = {"md": "en_core_web_md_vectors", "glove": "glove_6b_50d"}
 # Distilled students: trained on the soft tags of a finished teacher system (trained first).
 DISTILLED_SYSTEMS = {
     "lstm_tagger_distilled": ROOT / "configs" / "lstm_tagger_distilled.cfg",
+    # the efficiency config with a 2x64 BiLSTM, taught by the efficiency and accuracy models
+    "lstm_tagger_distilled_fast": ROOT / "configs" / "lstm_tagger_distilled_fast.cfg",
     # the frozen-transformer tagger's knowledge in a static-vectors model (issue 13)
     "lstm_tagger_distilled_vectors": ROOT / "configs" / "lstm_tagger_distilled_md_vectors.cfg",
 }
 # A list of several systems is an ensemble teacher (their mean probabilities).
 TEACHERS = {
     "lstm_tagger_distilled": ["lstm_tagger_accuracy", "lstm_tagger_efficiency"],
+    "lstm_tagger_distilled_fast": ["lstm_tagger_efficiency", "lstm_tagger_accuracy"],
     "lstm_tagger_distilled_vectors": ["lstm_tagger_transformer"],
 }
 # Another seed of a config (trained with --set system.seed=N): a member of an ensemble.
@@ -109,6 +112,7 @@ VARIANTS = {
     "lstm_tagger_efficiency_bf16": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
     "lstm_tagger_accuracy_bf16": ("lstm_tagger_accuracy", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
     "lstm_tagger_distilled_bf16": ("lstm_tagger_distilled", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
+    "lstm_tagger_distilled_fast_bf16": ("lstm_tagger_distilled_fast", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
     "lstm_tagger_ensemble_bf16": ("lstm_tagger_ensemble", every_member("lstm_tagger_ensemble", {"bfloat16": True})),
     "lstm_tagger_ensemble_eff_acc_bf16": (
         "lstm_tagger_ensemble_eff_acc", every_member("lstm_tagger_ensemble_eff_acc", {"bfloat16": True})),
@@ -516,6 +520,10 @@ def plot(result: Dict, png_path: Path) -> None:
         if name in VARIANTS:  # same training as its source system
             continue
         curve = [(c["seconds"] / 60, 100 * c["tag_acc"]) for c in row["curve"] if c["tag_acc"] is not None]
+        if not curve:  # an ensemble: its score when its last member is trained
+            ax1.scatter([row["train_seconds"] / 60], [row["tag_acc"]], marker="*", s=120, zorder=3,
+                        label=f"{name} ({row['tag_acc']}; members side by side)")
+            continue
         ax1.plot([c[0] for c in curve], [c[1] for c in curve], label=f"{name} ({row['tag_acc']})")
     ax1.set_xlabel(f"training wall time (minutes; {result['machine'].get('train_note', 'this machine')})")
     ax1.set_ylabel("dev tag_acc (%)")
