@@ -222,3 +222,36 @@ def test_a_precision_setting_replaces_a_members_own(member_dirs):
     members = list(switched.config["components"]["lstm_tagger"]["model"]["*"].values())
     assert [(m["quantize"], m["bfloat16"]) for m in members] == [(False, "auto"), (False, "auto")]
     assert all(t.tag_ for t in switched("I like green eggs"))
+
+
+def test_spacy_train_keeps_a_sourced_frozen_ensemble(member_dirs, tmp_path):
+    """What the not-trainable error suggests: source the ensemble, freeze
+    it, and train other components beside it."""
+    from spacy.cli.train import train
+    from spacy.tokens import DocBin
+    from spacy.util import load_config_from_str
+
+    assemble_ensemble(member_dirs).to_disk(tmp_path / "ensemble")
+    nlp = spacy.blank("en")
+    docs = DocBin(docs=[Example.from_dict(nlp.make_doc(t), a).reference for t, a in TRAIN_DATA])
+    docs.to_disk(tmp_path / "train.spacy")
+    config = spacy.util.load_model_from_config(load_config_from_str(f"""
+[nlp]
+lang = "en"
+pipeline = ["lstm_tagger", "senter"]
+[components]
+[components.lstm_tagger]
+source = "{tmp_path / 'ensemble'}"
+[components.senter]
+factory = "senter"
+"""), auto_fill=True).config
+    config["components"]["lstm_tagger"] = {"source": str(tmp_path / "ensemble")}
+    config["paths"]["train"] = config["paths"]["dev"] = str(tmp_path / "train.spacy")
+    config["corpora"] = {name: {"@readers": "spacy.Corpus.v1", "path": "${paths.train}"} for name in ("train", "dev")}
+    config["training"].update({"frozen_components": ["lstm_tagger"], "max_steps": 2, "eval_frequency": 1,
+                               "score_weights": {"tag_acc": 1.0}})
+    config.to_disk(tmp_path / "config.cfg")
+    train(tmp_path / "config.cfg", tmp_path / "out")
+    trained = spacy.load(tmp_path / "out" / "model-last")
+    for mine, theirs in zip(probabilities(trained), probabilities(spacy.load(tmp_path / "ensemble"))):
+        numpy.testing.assert_array_equal(mine, theirs)
