@@ -322,6 +322,7 @@ def test_workflow_on_a_small_finnish_treebank(fi_tdt_slice: Path, tmp_path: Path
     # `all` without the package step (tested on EWT above), as one workflow: one Weasel start-up
     project_yml = srsly.read_yaml(project / "project.yml")
     project_yml["workflows"]["train_and_evaluate"] = ["fetch", "convert", "train", "evaluate"]
+    project_yml["workflows"]["seed_and_ensemble"] = ["train-seed", "ensemble"]
     srsly.write_yaml(project / "project.yml", project_yml)
     variables = ["--vars.treebank_dir", str(fi_tdt_slice), "--vars.treebank", "fi_tdt", "--vars.lang", "fi",
                  "--vars.train_split", "dev", "--vars.config", CONFIG]
@@ -348,8 +349,7 @@ def test_workflow_on_a_small_finnish_treebank(fi_tdt_slice: Path, tmp_path: Path
     assert 0.0 < metrics["tag_acc"] <= 1.0
 
     # a second seed, the two as an ensemble, and the ensemble evaluated like any config
-    check(spacy_project(project, ["train-seed", ".", *variables], fi_tdt_slice))
-    check(spacy_project(project, ["ensemble", ".", *variables], fi_tdt_slice))
+    check(spacy_project(project, ["seed_and_ensemble", ".", *variables], fi_tdt_slice))
     ensemble_best = project / "training" / "fi_tdt" / f"{CONFIG}_ensemble" / "model-best"
     members = spacy.load(ensemble_best).meta["lstm_tagger_ensemble"]["members"]
     assert [Path(m["source"]).parent.name for m in members] == [CONFIG, f"{CONFIG}_seed1"]
