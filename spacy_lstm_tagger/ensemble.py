@@ -80,7 +80,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2
     per_member = [member.predict(docs) for member in model.layers]
     n = float(len(per_member))
     # each member's heads are softmax-normalized: so is their mean, per head
-    mean = [sum(rows[1:], rows[0].copy()) / n for rows in zip(*per_member)]
+    mean = [sum(rows) / n for rows in zip(*per_member)]
 
     def backprop(d_scores: List[Floats2d]) -> List:
         raise ValueError(NOT_TRAINABLE)
@@ -189,6 +189,7 @@ def _check_members(pipelines: List[Language], sources: List[str], component: str
     from .component import LSTMTagger
 
     first, first_source = pipelines[0], sources[0]
+    first_pipe = first.get_pipe(component) if component in first.pipe_names else None
     for nlp, source in zip(pipelines, sources):
         if component not in nlp.pipe_names:
             raise ValueError(f"Ensemble member {source} has no component {component!r} (it has {nlp.pipe_names})")
@@ -206,7 +207,6 @@ def _check_members(pipelines: List[Language], sources: List[str], component: str
         if nlp.lang != first.lang:
             raise ValueError(f"Ensemble member {source} is for language {nlp.lang!r}, "
                              f"{first_source} for {first.lang!r}")
-        first_pipe = first.get_pipe(component)
         for what, mine, theirs in (("tag", pipe.labels, first_pipe.labels),
                                    ("POS", pipe.pos_labels, first_pipe.pos_labels),
                                    ("FEATS", pipe.morph_labels, first_pipe.morph_labels)):
