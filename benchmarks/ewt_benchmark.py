@@ -108,7 +108,11 @@ VARIANTS = {
     # int8 dynamic quantization (model setting quantize): its speed and accuracy cost
     "lstm_tagger_efficiency_int8": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"model": {"quantize": True}}}}),
     "lstm_tagger_accuracy_int8": ("lstm_tagger_accuracy", {"components": {"lstm_tagger": {"model": {"quantize": True}}}}),
-    # bfloat16 inference (model setting bfloat16): 1.4-1.8x float32 on a CPU with avx512_bf16
+    # float32 everywhere (bfloat16 = false): the shipped configs' bfloat16 = "auto"
+    # is bf16 where it is native (machine.native_bf16), float32 elsewhere
+    "lstm_tagger_efficiency_fp32": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"model": {"bfloat16": False}}}}),
+    "lstm_tagger_ensemble_fp32": ("lstm_tagger_ensemble", every_member("lstm_tagger_ensemble", {"bfloat16": False})),
+    # bfloat16 inference forced (bfloat16 = true, emulated and slow where not native)
     "lstm_tagger_efficiency_bf16": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
     "lstm_tagger_accuracy_bf16": ("lstm_tagger_accuracy", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),
     "lstm_tagger_distilled_bf16": ("lstm_tagger_distilled", {"components": {"lstm_tagger": {"model": {"bfloat16": True}}}}),

@@ -62,8 +62,12 @@ def torch_info() -> Dict[str, Any]:
     and its thread pools, as seen by the process that runs the timing."""
     import torch
 
+    from spacy_lstm_tagger.quantize import native_bf16
+
     return {
         "torch": torch.__version__,
+        # what bfloat16 = "auto" (the shipped configs) decides here
+        "native_bf16": native_bf16(torch.device("cpu")),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),

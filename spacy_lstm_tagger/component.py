@@ -39,9 +39,12 @@ from .model import (
     split_heads, use_single_thread,
 )
 
+# v2's defaults, inference in bfloat16 where the hardware runs it natively
+# (float32 elsewhere), as the shipped configs.
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
+bfloat16 = "auto"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 # v2's defaults (the recipe's dropout 0.5 / 0.25, as configs/lstm_tagger_joint.cfg)

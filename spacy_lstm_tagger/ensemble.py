@@ -129,8 +129,8 @@ def assemble(
     unknown = sorted(set(settings) - set(INFERENCE_SETTINGS))
     if unknown:
         raise ValueError(f"Unknown ensemble member settings {unknown}: choose from {list(INFERENCE_SETTINGS)}")
-    if settings.get("bfloat16") and settings.get("quantize"):
-        raise ValueError("quantize (int8) and bfloat16 are two ways to run inference: set at most one of them")
+    if settings.get("bfloat16") is True and settings.get("quantize"):
+        raise ValueError("quantize (int8) and bfloat16 = true are two ways to run inference: set at most one of them")
     pipelines, sources = [], []
     for member in members:
         if isinstance(member, Language):

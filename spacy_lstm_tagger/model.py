@@ -123,7 +123,9 @@ def build_wordchar_bilstm_tagger(
         benchmarks/NOTES.md); without native bf16 (no avx512_bf16 or AMX) it
         is slower than float32 and warns. ``"auto"``: bfloat16 only where the
         CPU (or GPU) runs it natively, float32 elsewhere, so one config is
-        safe on every machine. Not together with ``quantize``.
+        safe on every machine (the shipped configs' and ``add_pipe``'s
+        default). Not ``true`` together with ``quantize``; ``quantize`` wins
+        over ``"auto"``.
     nO: number of tags; inferred at initialize when not given. The number of
         POS classes is the dim ``nP``, set by the component at initialize.
     """
@@ -272,8 +274,11 @@ def _build(
     # each argument's bounds: config_checks.check_architecture_args, called by the builders
     if char_cache_size < 0:
         raise ValueError(f"char_cache_size must be 0 (off) or a number of word types, got {char_cache_size}")
-    if quantize and bfloat16:
-        raise ValueError("quantize (int8) and bfloat16 are two ways to run inference: set at most one of them")
+    if quantize and bfloat16 is True:
+        raise ValueError(
+            "quantize (int8) and bfloat16 = true are two ways to run inference: set at most one of them "
+            '(with bfloat16 = "auto", the shipped configs\' default, quantize = true runs int8)'
+        )
     n_affixes = n_affix_features(n_prefixes, n_suffixes, use_shape)
     if n_affixes and (n_affix_rows < 2 or affix_embed_size < 1):
         raise ValueError(

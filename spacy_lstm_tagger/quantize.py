@@ -17,6 +17,7 @@ The inference path runs each direction of each BiLSTM layer on its own
 quantized as one unidirectional quantized LSTM per layer and direction.
 """
 import copy
+import platform
 import warnings
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -162,6 +163,13 @@ _warned_no_native_bf16 = False
 
 
 def _native_bf16() -> bool:
+    """On x86, the bf16 instructions themselves (avx512_bf16 or AMX): oneDNN's
+    own check (``_is_mkldnn_bf16_supported``) also says yes for any AVX-512
+    CPU (e.g. Skylake-SP), where it emulates bf16 several times slower than
+    float32. Elsewhere (e.g. Arm's bf16 extension), oneDNN's check."""
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

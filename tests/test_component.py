@@ -1,5 +1,6 @@
 """The lstm_tagger component: learning, spaCy Tagger behaviour, serialization,
 batching, averaging and dropout (issue: core component)."""
+import json
 import subprocess
 import sys
 import textwrap
@@ -239,7 +240,7 @@ def test_training_through_config(new_tagger, tmp_path):
     for ex in new_tagger(initialize=False).examples:
         db.add(ex.reference)
     db.to_disk(tmp_path / "train.spacy")
-    model_args = [f"--components.lstm_tagger.model.{k}={v}" for k, v in TINY_MODEL.items()]
+    model_args = [f"--components.lstm_tagger.model.{k}={json.dumps(v)}" for k, v in TINY_MODEL.items()]
     cmd = [
         sys.executable, "-m", "spacy", "train", "configs/lstm_tagger_efficiency.cfg",
         "--output", str(tmp_path / "out"), "--paths.train", str(tmp_path / "train.spacy"),

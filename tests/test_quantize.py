@@ -161,6 +161,24 @@ def test_int8_and_bfloat16_together_is_a_clear_error():
             "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "quantize": True, "bfloat16": True}})
 
 
+@pytest.mark.parametrize("machine,avx512_bf16,amx,onednn,expected", [
+    ("x86_64", False, False, True, False),  # AVX-512 without bf16 (Skylake-SP): oneDNN emulates it
+    ("x86_64", True, False, True, True),  # avx512_bf16 (Cooper Lake, Zen 4)
+    ("AMD64", False, True, True, True),  # AMX (Sapphire Rapids)
+    ("x86_64", False, False, False, False),  # AVX2 only
+    ("aarch64", False, False, True, True),  # Arm: oneDNN's own check
+    ("aarch64", False, False, False, False),
+])
+def test_native_bf16_needs_the_bf16_instructions(monkeypatch, machine, avx512_bf16, amx, onednn, expected):
+    """Only real bf16 hardware counts as native: oneDNN's check also says yes
+    for any AVX-512 CPU, where bf16 runs emulated and slower than float32."""
+    monkeypatch.setattr(quantize.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn, raising=False)
+    assert quantize.native_bf16(torch.device("cpu")) is expected
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_bfloat16_auto_follows_the_device(tmp_path, monkeypatch, native):
     """``bfloat16 = "auto"``: the bfloat16 copy where the CPU runs bf16
@@ -199,8 +217,20 @@ def test_bfloat16_takes_true_false_or_auto(value, message):
             "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "bfloat16": value}})
 
 
-def test_int8_and_bfloat16_auto_together_is_a_clear_error():
+@pytest.mark.parametrize("native", [True, False])
+def test_int8_wins_over_bfloat16_auto(monkeypatch, native):
+    """``bfloat16 = "auto"`` is the shipped configs' default, so asking for
+    ``quantize = true`` on top of it runs int8 wherever the model runs."""
+    monkeypatch.setattr(quantize, "_native_bf16", lambda: native)
     nlp = spacy.blank("en")
-    with pytest.raises(ValueError, match="at most one"):
-        nlp.add_pipe("lstm_tagger", config={"model": {
-            "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "quantize": True, "bfloat16": "auto"}})
+    pipe = nlp.add_pipe("lstm_tagger", config={"model": {
+        "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "quantize": True, "bfloat16": "auto"}})
+    assert isinstance(pipe.model.layers[0].shims[0].predict_module, quantize.QuantizedInference)
+
+
+def test_add_pipe_default_is_bfloat16_auto():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lstm_tagger")
+    assert nlp.config["components"]["lstm_tagger"]["model"]["bfloat16"] == "auto"
+    assert isinstance(nlp.get_pipe("lstm_tagger").model.layers[0].shims[0].predict_module,
+                      quantize.AutoBFloat16Inference)
