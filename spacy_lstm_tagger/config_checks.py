@@ -68,7 +68,7 @@ ARCHITECTURE_BOUNDS: Dict[str, Bound] = {
     "tok2vec_proj_size": Bound(int, 0, 4096, "projection width of the upstream tok2vec"),
     "char_cache_size": Bound(int, 0, 10_000_000, "word types whose character encodings are cached (0 = off)"),
     "quantize": Bound(bool, meaning="int8 inference on/off"),
-    "bfloat16": Bound(bool, meaning='bfloat16 inference on/off, or "auto": on where the CPU or GPU runs bf16 natively',
+    "bfloat16": Bound(bool, meaning='bfloat16 inference on/off, or "auto": on where the CPU runs bf16 natively',
                       also=("auto",)),
     "nO": Bound(int, 1, 1_000_000, "number of tags", optional=True),
 }

@@ -121,8 +121,8 @@ def build_wordchar_bilstm_tagger(
         (quantize.py); training and the saved weights stay float32. A tagging
         pass was 1.4-1.8x faster on a CPU with native bf16 (avx512_bf16;
         benchmarks/NOTES.md); without native bf16 (no avx512_bf16 or AMX) it
-        is slower than float32 and warns. ``"auto"``: bfloat16 only where the
-        CPU (or GPU) runs it natively, float32 elsewhere, so one config is
+        is slower than float32 and warns. ``"auto"``: bfloat16 only on a CPU
+        that runs it natively, float32 elsewhere (GPUs too), so one config is
         safe on every machine (the shipped configs' and ``add_pipe``'s
         default). Not ``true`` together with ``quantize``; ``quantize`` wins
         over ``"auto"``.

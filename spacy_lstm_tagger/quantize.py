@@ -8,9 +8,10 @@ made with ``torch.ao.quantization.quantize_dynamic`` (weights of the LSTMs
 and linear layers in int8, activations quantized on the fly), for bfloat16
 the whole module cast to bfloat16 (oneDNN's bf16 LSTM kernels, about 2x
 faster where the CPU has avx512_bf16 or AMX). The copy is rebuilt whenever
-the float weights change. ``bfloat16 = "auto"`` makes the bfloat16 copy only
-where the device runs bf16 natively and runs the float module elsewhere, so
-one config can go to every machine (fast where bf16 is native, float32 elsewhere).
+the float weights change. ``bfloat16 = "auto"`` (the shipped configs' and
+``add_pipe``'s default) makes the bfloat16 copy only on a CPU that runs bf16
+natively and runs the float module elsewhere (GPUs included), so one config
+can go to every machine (fast where bf16 is native, float32 elsewhere).
 
 The inference path runs each direction of each BiLSTM layer on its own
 (see ``pytorch_model.bilstm_directions``), so a bidirectional ``nn.LSTM`` is
@@ -193,9 +194,13 @@ class BFloat16Inference(InferenceCopy):
 
 
 def bfloat16_where_native(module: WordCharBiLSTMTagger) -> nn.Module:
-    """``bfloat16 = "auto"``: the bfloat16 copy where the module's device runs
-    bf16 natively, else the float module itself (no copy, no warning)."""
-    if native_bf16(next(module.parameters()).device):
+    """``bfloat16 = "auto"`` (the shipped configs' default): the bfloat16 copy
+    on a CPU that runs bf16 natively, else the float module itself (no copy,
+    no warning). On a GPU it stays float32: there the small LSTMs are bound by
+    per-step kernel launches rather than arithmetic, and bf16 RNN kernels
+    depend on the CUDA/cuDNN build; ``bfloat16 = true`` opts in."""
+    device = next(module.parameters()).device
+    if device.type == "cpu" and native_bf16(device):
         return BFloat16Module(module)
     return module
 

@@ -217,6 +217,15 @@ def test_bfloat16_takes_true_false_or_auto(value, message):
             "@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v2", "bfloat16": value}})
 
 
+def test_bfloat16_auto_stays_float_off_the_cpu(monkeypatch):
+    """On a GPU (here any non-CPU device) "auto" runs the float module."""
+    monkeypatch.setattr(quantize, "native_bf16", lambda device: True)
+    module = nn.Linear(2, 2)
+    assert isinstance(quantize.bfloat16_where_native(module), quantize.BFloat16Module)
+    meta = nn.Linear(2, 2, device="meta")
+    assert quantize.bfloat16_where_native(meta) is meta
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_int8_wins_over_bfloat16_auto(monkeypatch, native):
     """``bfloat16 = "auto"`` is the shipped configs' default, so asking for
