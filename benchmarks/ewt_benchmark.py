@@ -138,6 +138,17 @@ CACHE_WARM_DOCS = 300
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB. On Linux from VmHWM in
+    /proc/self/status: getrusage's ru_maxrss survives fork + exec, so a
+    measuring child would report at least its parent's peak (the runner's,
+    after it loaded pipelines to assemble an ensemble)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

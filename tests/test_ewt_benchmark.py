@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+import pytest
 import spacy
 
 from conftest import make_examples, train_tiny
@@ -138,3 +139,20 @@ def test_an_ensemble_system_is_assembled_from_its_trained_members(tmp_path, monk
     assert [m["bfloat16"] for m in nlp.config["components"]["lstm_tagger"]["model"]["*"].values()] == [True, True]
     list(nlp.pipe([eg.reference.text for eg in make_examples(nlp)]))
     assert ewt_benchmark.empty_char_caches(nlp) == 4  # two members, each a float module and a bf16 copy
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc (VmHWM)")
+def test_a_measuring_childs_peak_rss_is_its_own():
+    """getrusage's ru_maxrss survives fork + exec, so a child started by a
+    runner that holds 300 MB would report 300 MB too; the child's own peak
+    (VmHWM) does not."""
+    import subprocess
+
+    import numpy
+
+    held = numpy.ones((300, 1024, 1024), dtype=numpy.uint8)  # noqa: F841 (held while the child runs)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from ewt_benchmark import peak_rss_mb; print(peak_rss_mb())")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(ewt_benchmark.__file__).parent)],
+                         capture_output=True, text=True, check=True, timeout=300)
+    assert float(out.stdout.strip().splitlines()[-1]) < 250
