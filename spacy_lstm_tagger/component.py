@@ -48,12 +48,13 @@ bfloat16 = "auto"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 # v2's defaults (the recipe's dropout 0.5 / 0.25, as configs/lstm_tagger_joint.cfg)
-# with the UPOS and FEATS heads.
+# with the UPOS and FEATS heads, bfloat16 inference as above.
 DEFAULT_JOINT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
 joint_pos = true
 joint_morph = true
+bfloat16 = "auto"
 """
 DEFAULT_JOINT_MODEL = Config().from_str(DEFAULT_JOINT_MODEL_CONFIG)["model"]
 

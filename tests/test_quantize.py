@@ -237,9 +237,10 @@ def test_int8_wins_over_bfloat16_auto(monkeypatch, native):
     assert isinstance(pipe.model.layers[0].shims[0].predict_module, quantize.QuantizedInference)
 
 
-def test_add_pipe_default_is_bfloat16_auto():
+@pytest.mark.parametrize("factory", ["lstm_tagger", "lstm_joint_tagger"])
+def test_add_pipe_default_is_bfloat16_auto(factory):
     nlp = spacy.blank("en")
-    nlp.add_pipe("lstm_tagger")
-    assert nlp.config["components"]["lstm_tagger"]["model"]["bfloat16"] == "auto"
-    assert isinstance(nlp.get_pipe("lstm_tagger").model.layers[0].shims[0].predict_module,
+    nlp.add_pipe(factory)
+    assert nlp.config["components"][factory]["model"]["bfloat16"] == "auto"
+    assert isinstance(nlp.get_pipe(factory).model.layers[0].shims[0].predict_module,
                       quantize.AutoBFloat16Inference)
