@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Tuple
 import srsly
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ewt_benchmark import dir_size_mb, make_timed_logger, peak_rss_mb  # noqa: E402
+from ewt_benchmark import dir_size_mb, make_timed_logger, peak_rss_mb, reset_peak_rss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "ud-small"
@@ -257,6 +257,7 @@ def measure_one(model_dir: Path, eval_path: Path, out_path: Path, threads: int, 
         scores = nlp.evaluate(list(Corpus(str(eval_path), gold_preproc=True)(nlp)))
         result["scores"] = {k: scores.get(k) for k in ACC_KEYS}
     docs = eval_docs(nlp, eval_path)
+    result["inference_peak_rss_is_tagging_only"] = reset_peak_rss()
     list(nlp.pipe((Doc(nlp.vocab, words=w, spaces=s) for w, s in docs[:5]), batch_size=batch_size))  # warm up
     times = []
     for _ in range(repeats):

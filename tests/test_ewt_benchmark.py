@@ -156,3 +156,19 @@ def test_a_measuring_childs_peak_rss_is_its_own():
     out = subprocess.run([sys.executable, "-c", code, str(Path(ewt_benchmark.__file__).parent)],
                          capture_output=True, text=True, check=True, timeout=300)
     assert float(out.stdout.strip().splitlines()[-1]) < 250
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc/self/clear_refs")
+def test_the_tagging_peak_rss_leaves_out_what_scoring_held():
+    """measure-one restarts the peak after scoring: memory held and freed
+    before the reset is not in the peak read after it."""
+    import numpy
+
+    held = numpy.ones((300, 1024, 1024), dtype=numpy.uint8)
+    before = ewt_benchmark.peak_rss_mb()
+    del held
+    assert ewt_benchmark.reset_peak_rss()
+    after = ewt_benchmark.peak_rss_mb()
+    assert after < before - 200
+    numpy.ones((100, 1024, 1024), dtype=numpy.uint8)
+    assert ewt_benchmark.peak_rss_mb() > after + 50
