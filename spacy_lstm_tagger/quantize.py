@@ -18,6 +18,7 @@ The inference path runs each direction of each BiLSTM layer on its own
 quantized as one unidirectional quantized LSTM per layer and direction.
 """
 import copy
+import os
 import platform
 import warnings
 from typing import Any, Callable, List, Optional, Tuple
@@ -163,12 +164,28 @@ def bfloat16_copy(module: WordCharBiLSTMTagger) -> BFloat16Module:
 _warned_no_native_bf16 = False
 
 
+# oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below ``AVX512_CORE_BF16``: with
+# one of these set, oneDNN does not use the bf16 instructions even where the
+# CPU has them, and bf16 runs emulated.
+_ONEDNN_CAPS_WITHOUT_BF16 = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
+
+
+def _onednn_isa_cap() -> str:
+    """The ISA cap the user set for oneDNN, upper-cased ('' when none)."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+
+
 def _native_bf16() -> bool:
-    """On x86, the bf16 instructions themselves (avx512_bf16 or AMX): oneDNN's
-    own check (``_is_mkldnn_bf16_supported``) also says yes for any AVX-512
-    CPU (e.g. Skylake-SP), where it emulates bf16 several times slower than
-    float32. Elsewhere (e.g. Arm's bf16 extension), oneDNN's check."""
+    """On x86, the bf16 instructions themselves (avx512_bf16 or AMX), unless
+    ``ONEDNN_MAX_CPU_ISA`` caps oneDNN below them: oneDNN's own check
+    (``_is_mkldnn_bf16_supported``) also says yes for any AVX-512 CPU (e.g.
+    Skylake-SP), where it emulates bf16 several times slower than float32.
+    Elsewhere (e.g. Arm's bf16 extension), oneDNN's check."""
     if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        if _onednn_isa_cap() in _ONEDNN_CAPS_WITHOUT_BF16:
+            return False
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
     try:

@@ -172,10 +172,32 @@ def test_int8_and_bfloat16_together_is_a_clear_error():
 def test_native_bf16_needs_the_bf16_instructions(monkeypatch, machine, avx512_bf16, amx, onednn, expected):
     """Only real bf16 hardware counts as native: oneDNN's check also says yes
     for any AVX-512 CPU, where bf16 runs emulated and slower than float32."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(quantize.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn, raising=False)
+    assert quantize.native_bf16(torch.device("cpu")) is expected
+
+
+@pytest.mark.parametrize("variable,cap,expected", [
+    ("ONEDNN_MAX_CPU_ISA", "AVX2", False),
+    ("ONEDNN_MAX_CPU_ISA", "avx512_core_vnni", False),
+    ("DNNL_MAX_CPU_ISA", "AVX512_CORE", False),
+    ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", True),
+    ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX", True),
+    ("ONEDNN_MAX_CPU_ISA", "ALL", True),
+])
+def test_a_onednn_isa_cap_below_bf16_is_not_native(monkeypatch, variable, cap, expected):
+    """A CPU with AMX whose oneDNN is capped below AVX512_CORE_BF16 (e.g. to
+    reproduce an older CPU's timings) emulates bf16: "auto" stays float32."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, cap)
+    monkeypatch.setattr(quantize.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert quantize.native_bf16(torch.device("cpu")) is expected
 
 
