@@ -119,7 +119,7 @@ def build_wordchar_bilstm_tagger(
         weights stay float.
     bfloat16: at inference, run a bfloat16 copy of the whole module
         (quantize.py); training and the saved weights stay float32. A tagging
-        pass was 1.4-1.8x faster on a CPU with native bf16 (avx512_bf16;
+        pass was 1.2-1.9x faster on a CPU with native bf16 (avx512_bf16, AMX;
         benchmarks/NOTES.md); without native bf16 (no avx512_bf16 or AMX) it
         is slower than float32 and warns. ``"auto"``: bfloat16 only on a CPU
         that runs it natively, float32 elsewhere (GPUs too), so one config is

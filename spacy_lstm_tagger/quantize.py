@@ -153,7 +153,7 @@ def bfloat16_copy(module: WordCharBiLSTMTagger) -> BFloat16Module:
     device = next(module.parameters()).device
     if device.type == "cpu" and not native_bf16(device) and not _warned_no_native_bf16:
         warnings.warn(
-            "bfloat16 = true: this CPU has no native bfloat16 (avx512_bf16 or AMX), so bf16 "
+            "bfloat16 = true: this CPU has no native bfloat16 (avx512_bf16 or AMX, not capped by ONEDNN_MAX_CPU_ISA), so bf16 "
             "inference runs emulated and slower than float32; set bfloat16 = false here",
             stacklevel=2,
         )
@@ -196,7 +196,8 @@ def _native_bf16() -> bool:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bfloat16 natively: a CPU with avx512_bf16 or
-    AMX (as oneDNN reports it), a CUDA GPU that supports bf16."""
+    AMX that oneDNN may use (:func:`_native_bf16`), a CUDA GPU that supports
+    bf16."""
     if device.type == "cpu":
         return _native_bf16()
     if device.type == "cuda":
