@@ -153,8 +153,9 @@ def bfloat16_copy(module: WordCharBiLSTMTagger) -> BFloat16Module:
     device = next(module.parameters()).device
     if device.type == "cpu" and not native_bf16(device) and not _warned_no_native_bf16:
         warnings.warn(
-            "bfloat16 = true: this CPU has no native bfloat16 (avx512_bf16 or AMX, not capped by ONEDNN_MAX_CPU_ISA), so bf16 "
-            "inference runs emulated and slower than float32; set bfloat16 = false here",
+            "bfloat16 = true: this CPU has no native bfloat16 (avx512_bf16 or AMX, not capped by "
+            "ONEDNN_MAX_CPU_ISA), so bf16 inference runs emulated and slower than float32; "
+            "set bfloat16 = false here",
             stacklevel=2,
         )
         _warned_no_native_bf16 = True
