@@ -48,10 +48,12 @@ def test_presets_are_the_lstm_tagger_configs():
     assert lstm_configs, "no lstm_tagger configs found"
     shipped = sorted(path.stem for path in CONFIGS.glob(presets.PRESET_GLOB))
     assert shipped == lstm_configs, f"configs training an lstm_* component must be named {presets.PRESET_GLOB}"
+    file_presets = list(presets.preset_paths())
+    assert file_presets == sorted(stem.replace("lstm_tagger_", "", 1) if stem.startswith("lstm_tagger_")
+                                  else stem.replace("lstm_", "", 1) for stem in lstm_configs)
     names = presets.preset_names()
-    assert len(names) == len(lstm_configs)
-    assert names == sorted(stem.replace("lstm_tagger_", "", 1) if stem.startswith("lstm_tagger_")
-                           else stem.replace("lstm_", "", 1) for stem in lstm_configs)
+    assert names == sorted(file_presets + list(presets.VARIANTS))
+    assert len(list(CONFIGS.glob("*.cfg"))) <= 8, "a variant of a shipped config belongs in presets.VARIANTS"
     assert {"efficiency", "accuracy", presets.DEFAULT_PRESET} <= set(names)
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))
     setuptools_cfg = pyproject["tool"]["setuptools"]
@@ -80,7 +82,7 @@ def test_presets_found_in_wheel_layout(tmp_path, monkeypatch):
         (package / "configs" / name).write_text((CONFIGS / "lstm_tagger_efficiency.cfg").read_text())
     monkeypatch.setattr(presets, "_PACKAGE_DIR", package)
     assert presets.configs_dir() == package / "configs"
-    assert presets.preset_names() == ["efficiency", "joint_tagger", "tiny"]
+    assert list(presets.preset_paths()) == ["efficiency", "joint_tagger", "tiny"]
     monkeypatch.setattr(presets, "_PACKAGE_DIR", tmp_path / "nowhere" / "spacy_lstm_tagger")
     with pytest.raises(FileNotFoundError, match="installation is incomplete"):
         presets.configs_dir()
@@ -151,6 +153,31 @@ def test_ignored_dropout_warns_once():
     messages = [str(w.message) for w in caught if "dropout" in str(w.message)]
     assert len(messages) == 1, messages
     assert "does not reach the torch model" in messages[0] and "[training] dropout = 0" in messages[0]
+
+
+def test_variants_change_only_their_settings():
+    """A variant is its base config with exactly its settings changed (and a
+    key removed where the setting says REMOVE): nothing else moves."""
+    for name, variant in presets.VARIANTS.items():
+        assert variant.base in presets.preset_paths(), f"{name}: base {variant.base!r} is not a shipped file"
+        base = presets.base_config(variant.base)
+        derived = presets.base_config(name)
+        for key, value in variant.settings.items():
+            *sections, last = key.split(".")
+            section = derived
+            for part in sections:
+                section = section[part]
+            if value is presets.REMOVE:
+                assert last not in section, (name, key)
+            else:
+                assert section[last] == value, (name, key)
+        untouched = [s for s in base if not any(k == s or k.startswith(s + ".") for k in variant.settings)]
+        assert untouched, name
+        for section in untouched:
+            assert derived[section] == base[section], (name, section)
+    assert presets.base_config("efficiency_crf")["components"]["lstm_tagger"]["model"]["crf"] is True
+    text = presets.init_config("efficiency_crf", "-")
+    assert "Derived from preset 'small'" in text and "crf = true" in text
 
 
 @pytest.mark.parametrize("name", presets.preset_names())
