@@ -4,6 +4,7 @@ from .distill import make_attach_teacher  # registers spacy_lstm_tagger.attach_t
 from .ensemble import assemble as assemble_ensemble
 from .ensemble import build_ensemble
 from .model import build_wordchar_bilstm_tagger, build_wordchar_bilstm_tagger_v2
+from .schedules import warmup_linear_capped  # registers spacy_lstm_tagger.warmup_linear.v1
 
 __version__ = "0.1.0"
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "build_wordchar_bilstm_tagger_v2",
     "build_ensemble",
     "assemble_ensemble",
+    "warmup_linear_capped",
     "__version__",
 ]
