@@ -6,6 +6,8 @@
     confusion  per-tag scores and confusion matrix of a tagger on gold data
     init-config  write a tuned training config (--preset efficiency, accuracy, ...)
     ensemble   combine trained taggers into one pipeline (mean probabilities)
+    convert    CoNLL-U -> .spacy training data (a file, or a UD treebank
+               directory), an XPOS '_' kept as a missing tag
 
 Errors (bad input, a missing model, a directory that is not a pipeline, a
 pipeline without a tagger, a missing optional dependency) are one message
@@ -246,6 +248,58 @@ def ensemble_command(
         msg.fail(str(err), exits=1)
     msg.good(f"Wrote an ensemble of {len(members)} taggers to {output}")
     msg.text(f"Evaluate it: python -m spacy evaluate {output} DEV.spacy")
+
+
+class TagColumn(str, Enum):
+    xpos = "xpos"
+    upos = "upos"
+
+
+@app.command("convert")
+def convert_command(
+    input_path: Path = typer.Argument(..., help="A .conllu file, or a UD treebank directory ({treebank}-ud-{split}.conllu files)"),
+    output: Path = typer.Argument(..., help="The .spacy file to write; for a treebank directory, the directory for {treebank}-ud-{train,dev,test}.spacy"),
+    n_sents: int = typer.Option(10, "--n-sents", "-n", help="Sentences per Doc (as spacy convert -n)"),
+    tags: TagColumn = typer.Option(TagColumn.xpos, "--tags", help="The column Token.tag_ is read from: xpos (column 5) or upos (column 4, for treebanks without XPOS)"),
+    dev_output: Optional[Path] = typer.Option(None, "--dev-output", "-d", help="File input: write the last --heldout fraction of the sentences here as a dev set; OUTPUT gets the rest"),
+    heldout: float = typer.Option(0.1, "--heldout", help="Fraction of the training sentences held out as dev (--dev-output, or a treebank directory without a dev file)"),
+    treebank: Optional[str] = typer.Option(None, "--treebank", help="Directory input: the UD file prefix, e.g. en_ewt (default: the directory's only one)"),
+    train_split: str = typer.Option("train", "--train-split", help="Directory input: the training file is {treebank}-ud-{this}.conllu"),
+    dev_split: str = typer.Option("dev", "--dev-split", help="Directory input: the dev file; when absent or the training file, dev is held out of train"),
+    test_split: str = typer.Option("test", "--test-split", help="Directory input: the test file (optional)"),
+) -> None:
+    """Convert CoNLL-U to the .spacy training data of `spacy train`, as the
+    spaCy project's `convert` step does (it runs this command).
+
+    Unlike `spacy convert --converter conllu`, which writes a word's UPOS as
+    its tag when its XPOS is `_`, a word with XPOS `_` gets a missing tag
+    (ignored in training and scoring), so UPOS labels never mix into the XPOS
+    tag set; a file without any XPOS is an error that points to --tags upos.
+    Otherwise the Docs are spacy convert's (-n sentences per Doc).
+
+    A file: IN.conllu -> OUT.spacy (with --dev-output DEV.spacy, its last
+    --heldout fraction is a dev set instead). A UD treebank directory: its
+    train, dev and test files -> OUTPUT/{treebank}-ud-{train,dev,test}.spacy,
+    dev held out of train when there is no dev file.
+    """
+    from .convert import ConvertError, TreebankSplits, convert_file, convert_treebank, find_treebank
+
+    try:
+        if input_path.is_dir():
+            if dev_output is not None:
+                raise ConvertError("--dev-output is for a file input; a treebank directory writes "
+                                   f"{output}/{{treebank}}-ud-dev.spacy")
+            splits = TreebankSplits(treebank or find_treebank(input_path), train_split, dev_split, test_split)
+            written = convert_treebank(input_path, output, splits, n_sents=n_sents, tags=tags.value,
+                                       heldout=heldout, log=msg.info)
+        else:
+            if output.is_dir():
+                raise ConvertError(f"{output} is a directory: name the .spacy file to write")
+            written = convert_file(input_path, output, n_sents=n_sents, tags=tags.value, dev_output=dev_output,
+                                   heldout=heldout, log=msg.info)
+    except (ConvertError, OSError, UnicodeDecodeError) as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"Converted {sum(written.values())} sentences ({', '.join(f'{k} {v}' for k, v in written.items())})")
 
 
 def main() -> None:
