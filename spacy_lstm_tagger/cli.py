@@ -199,17 +199,33 @@ def init_config_command(
     corpus/train.spacy --training.max_steps 2000`."""
     from spacy.cli._util import parse_config_overrides
 
-    from .presets import init_config, preset_names
+    from .presets import init_config, preset_config, preset_names
 
+    overrides = parse_config_overrides(ctx.args, env_var=None)
     try:
-        text = init_config(preset, output, lang=lang, overrides=parse_config_overrides(ctx.args, env_var=None))
+        hint = train_hint("THIS.cfg" if output == "-" else output, preset_config(preset, lang=lang, overrides=overrides))
+        text = init_config(preset, output, lang=lang, overrides=overrides, train_hint=hint)
     except (ValueError, FileNotFoundError) as err:
         msg.fail(str(err), exits=1)
     if output == "-":
         print(text, end="")
     else:
         msg.good(f"Wrote preset {preset!r} to {output} (presets: {', '.join(preset_names())})")
-        msg.text(f"Train it: python -m spacy train {output} --paths.train TRAIN.spacy --paths.dev DEV.spacy")
+        msg.text(f"Train it: {hint}")
+
+
+def train_hint(config_path: str, config: dict) -> str:
+    """The `spacy train` command for a written config: a placeholder only for
+    a corpus path the config lacks, and the paths it already has named, so
+    the hint never asks again for what --paths.train / --paths.dev gave."""
+    import shlex
+
+    paths = config.get("paths", {})
+    missing = [key for key in ("train", "dev") if paths.get(key) in (None, "")]
+    command = " ".join(["python -m spacy train", shlex.quote(str(config_path)),
+                        *(f"--paths.{key} {key.upper()}.spacy" for key in missing)])
+    given = [f"paths.{key} = {paths[key]}" for key in ("train", "dev") if key not in missing]
+    return command + (f" (the config has {', '.join(given)})" if given else "")
 
 
 class MemberPrecision(str, Enum):
