@@ -544,8 +544,12 @@ class LSTMTagger(Tagger):
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "LSTMTagger":
+        from .weights import check_model_file  # (bounded memory: checked before spaCy reads it whole)
+
         built = built_attrs(self.model)
         try:
+            if "model" not in exclude and (Path(path) / "model").is_file():
+                check_model_file(Path(path) / "model")
             super().from_disk(path, exclude=exclude)
             self._check_loaded_weights(built, exclude)
         except Exception as err:

@@ -6,28 +6,36 @@ A weights file (the shim's part of ``<component>/model``) is a msgpack map:
 * ``format`` / ``format_version``: what reads it (:data:`MODEL_FORMAT_VERSION`);
 * ``state``: the module's ``state_dict`` saved by ``torch.save`` (tensors
   only, so it loads with ``weights_only=True``);
-* ``sha256`` (version 2): the checksum of ``state``: a flipped byte is an
-  error, not a changed weight;
-* ``info`` (version 2): what the component said about the weights when it
-  saved them: a fingerprint of the label list of each head and the model's
-  switches (its ``bool`` attrs: ``crf``, ``joint_pos``...). At load the
-  component compares them with its ``cfg`` labels and the model's attrs
-  (:func:`check_loaded_weights`), so an edited, reordered or truncated label
-  list, or a switch flipped in the model file, fails at load instead of
-  shifting every tag or crashing at the first call.
+* ``sha256``: the checksum of ``state``: a flipped byte is an error, not a
+  changed weight;
+* ``info``: what the component said about the weights when it saved them:
+  each head's label list (version 3; version 2 kept only its fingerprint)
+  and the model's switches (its ``bool`` attrs: ``crf``, ``joint_pos``...).
+  At load the component compares them with its ``cfg`` labels and the
+  model's attrs (:func:`check_loaded_weights`), so an edited, reordered or
+  truncated label list, or a switch flipped in the model file, fails at
+  load instead of shifting every tag or crashing at the first call;
+* ``info_sha256`` (version 3): the checksum of ``info``, so every byte that
+  decides the tags (tensors, label order, switches) is covered, and a
+  mismatch says which of the two was damaged.
 
-Version 1 files (no checksum, no info) still load; they get every check
-that does not need the stored info (label counts, dtypes, finite values).
+Version 2 files (info not checksummed) still load, with every other check;
+their ``info`` must be present. Version 1 files (no checksum, no info: a
+reordered label list there would shift every tag silently) are refused
+with how to re-save them (``python -m spacy_lstm_tagger.resave``).
 
 Nothing here names a parameter except the heads' output layers
 (:data:`HEAD_OUTPUTS`): shapes and dtypes are checked against the module the
 config built, so new inputs and layers are covered without edits.
 """
+import contextlib
+import contextvars
 import hashlib
 import io
 import json
 import zipfile
-from typing import Any, Dict, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import srsly
 import torch
@@ -36,9 +44,15 @@ from torch import nn
 from .pytorch_model import HEADS
 
 MODEL_FORMAT = "spacy_lstm_tagger.WordCharBiLSTM"
-MODEL_FORMAT_VERSION = 2
-"""Bump when the saved weights change meaning. Version 1 (before checksums)
-is still read; any other version fails clearly."""
+MODEL_FORMAT_VERSION = 3
+"""Bump when the saved weights change meaning. Version 2 (info without its
+own checksum) is still read; version 1 only inside :func:`accepting_version_1`
+(what the re-save command does); any other version fails clearly."""
+LEGACY_FORMAT_VERSION = 2
+
+RESAVE_COMMAND = "python -m spacy_lstm_tagger.resave PIPELINE_DIR NEW_DIR"
+
+_ACCEPT_VERSION_1: contextvars.ContextVar = contextvars.ContextVar("accept_version_1", default=False)
 
 HEAD_OUTPUTS: Dict[str, str] = dict(zip(("tag", "pos", "morph"), HEADS))
 """Each head's name (as ``model.HEAD_DIMS`` and the component name it) -> the
@@ -50,6 +64,24 @@ from) its weights; set by :func:`describe_weights`, and at load, where it
 also records the ``format_version`` the weights were read from."""
 
 _ARCHIVE_SLACK_BYTES = 1 << 16
+
+
+@contextlib.contextmanager
+def accepting_version_1() -> Iterator[None]:
+    """Load version 1 weights inside this block, trusting the cfg's label
+    order (nothing in a version 1 file can confirm it): for re-saving them
+    in the current format after checking the labels."""
+    token = _ACCEPT_VERSION_1.set(True)
+    try:
+        yield
+    finally:
+        _ACCEPT_VERSION_1.reset(token)
+
+
+def info_checksum(info: Mapping[str, Any]) -> str:
+    """sha256 of the info in a canonical form (sorted keys), so the same
+    info always gives the same checksum whatever order msgpack kept."""
+    return hashlib.sha256(json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf8")).hexdigest()
 
 
 def label_fingerprint(labels: Sequence[str]) -> str:
@@ -72,7 +104,7 @@ def describe_weights(
     and the switches."""
     info = {
         "labels": {
-            head: {"n": len(labels or ()), "fingerprint": label_fingerprint(labels or ())}
+            head: {"n": len(labels or ()), "fingerprint": label_fingerprint(labels or ()), "names": list(labels or ())}
             for head, labels in labels_by_head.items()
         },
         "attrs": model_switches(attrs),
@@ -85,13 +117,36 @@ def serialize_torch_module(module: nn.Module) -> bytes:
     buffer = io.BytesIO()
     torch.save(module.state_dict(), buffer)
     state = buffer.getvalue()
+    info = {k: v for k, v in (getattr(module, INFO_ATTR, None) or {}).items() if k in ("labels", "attrs")}
     return srsly.msgpack_dumps({
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
         "state": state,
         "sha256": hashlib.sha256(state).hexdigest(),
-        "info": {k: v for k, v in (getattr(module, INFO_ATTR, None) or {}).items() if k in ("labels", "attrs")},
+        "info": info,
+        "info_sha256": info_checksum(info),
     })
+
+
+def check_model_file(path: Union[str, Path]) -> None:
+    """Before Thinc reads a component's ``model`` file whole (and msgpack
+    copies what follows a damaged start): the file must be one msgpack map
+    ending where the file ends. It is streamed, holding at most its largest
+    entry, and no entry may declare more bytes than the file has, so a file
+    of zeros or garbage of any size is refused after reading a few bytes."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        unpacker = srsly.msgpack.Unpacker(f, read_size=1 << 16, max_buffer_size=max(size, 1))
+        try:
+            for _ in range(2 * unpacker.read_map_header()):
+                unpacker.skip()
+        except Exception as err:  # (msgpack raises several types on garbage and truncation)
+            raise ValueError(
+                f"{path} is truncated or is not a saved model ({size} bytes; not one msgpack map: {err})"
+            ) from None
+    if unpacker.tell() != size:
+        raise ValueError(f"{path} is corrupted: {size - unpacker.tell()} bytes follow the saved model")
 
 
 def deserialize_torch_module(module: nn.Module, data: bytes, device: "torch.device") -> nn.Module:
@@ -110,22 +165,27 @@ def deserialize_torch_module(module: nn.Module, data: bytes, device: "torch.devi
         state_bytes = msg["state"]
     except Exception as err:  # msgpack raises many types on garbage
         raise ValueError(f"lstm_tagger weights are corrupted or not in {MODEL_FORMAT} format: {err}") from err
-    if fmt[0] != MODEL_FORMAT or fmt[1] not in (1, MODEL_FORMAT_VERSION):
+    if fmt[0] == MODEL_FORMAT and fmt[1] == 1 and not _ACCEPT_VERSION_1.get():
+        raise ValueError(
+            "lstm_tagger weights are in the old format version 1, which has no checksum and no record of the "
+            "label order, so a reordered label list would shift every tag silently: if this pipeline's labels "
+            f"are the ones it was trained with, re-save it with `{RESAVE_COMMAND}`"
+        )
+    if fmt[0] != MODEL_FORMAT or fmt[1] not in (1, LEGACY_FORMAT_VERSION, MODEL_FORMAT_VERSION):
         raise ValueError(
             f"lstm_tagger weights have format {fmt[0]!r} version {fmt[1]!r}, but this version of "
-            f"spacy-lstm-tagger reads {MODEL_FORMAT!r} versions 1 to {MODEL_FORMAT_VERSION}. "
+            f"spacy-lstm-tagger reads {MODEL_FORMAT!r} versions {LEGACY_FORMAT_VERSION} and "
+            f"{MODEL_FORMAT_VERSION} (version 1 after re-saving). "
             "Retrain the pipeline or install the spacy-lstm-tagger version it was saved with."
         )
     info: Dict[str, Any] = {}
     if fmt[1] >= 2:
         if not isinstance(state_bytes, bytes) or hashlib.sha256(state_bytes).hexdigest() != msg.get("sha256"):
             raise ValueError(
-                "lstm_tagger weights are truncated or corrupted: their sha256 checksum does not match "
-                "(the file was damaged or edited after it was saved)"
+                "lstm_tagger weights are truncated or corrupted: the tensors (state) do not match their sha256 "
+                "checksum (the file was damaged or edited after it was saved)"
             )
-        info = msg.get("info") or {}
-        if not isinstance(info, dict):
-            raise ValueError("lstm_tagger weights are corrupted: their info is not a map")
+        info = _saved_info(msg, fmt[1])
     declared = _declared_tensors(state_bytes)
     if "output.weight" in declared:
         module.resize_output(declared["output.weight"].shape[0])
@@ -159,6 +219,29 @@ def deserialize_torch_module(module: nn.Module, data: bytes, device: "torch.devi
     module.to(device)
     setattr(module, INFO_ATTR, {**info, "format_version": fmt[1]})
     return module
+
+
+def _saved_info(msg: Mapping[str, Any], version: int) -> Dict[str, Any]:
+    """The weights' info, checked: present in every version 2 and 3 file
+    (without it the label order could not be confirmed), matching its own
+    checksum in version 3, with an entry for every head."""
+    info = msg.get("info")
+    if not isinstance(info, dict) or not isinstance(info.get("labels"), dict):
+        raise ValueError(
+            f"lstm_tagger weights are corrupted: their info (the label lists the weights were trained with) is "
+            f"{'missing' if info is None else 'not a map of labels'}; every version {version} file has it"
+        )
+    if version >= 3:
+        if msg.get("info_sha256") != info_checksum(info):
+            raise ValueError(
+                "lstm_tagger weights are corrupted: their info (the label lists and switches the weights were "
+                "trained with) does not match its sha256 checksum (the file was damaged or edited after it was "
+                "saved; the tensors are intact)"
+            )
+        missing = [head for head in HEAD_OUTPUTS if not isinstance(info["labels"].get(head), dict)]
+        if missing:
+            raise ValueError(f"lstm_tagger weights are corrupted: their info has no labels for the {missing} heads")
+    return info
 
 
 def _declared_tensors(state_bytes: bytes) -> Dict[str, torch.Tensor]:
@@ -256,13 +339,31 @@ def check_loaded_weights(
                 )
             saved = saved_labels.get(head)
             if saved is not None and saved.get("fingerprint") != label_fingerprint(labels):
+                names = saved.get("names")
+                if isinstance(names, list):
+                    cause = f"the cfg was edited: {label_difference(names, labels)}"
+                else:  # (version 2 stored only the fingerprint, without a checksum of its own)
+                    cause = ("a label was edited, added, removed or moved in the cfg, or the weights' info was "
+                             "damaged (version 2 files do not checksum it)")
                 raise ValueError(
-                    f"the component's {head} labels are not the ones the weights were trained with "
-                    "(a label was edited, added, removed or moved in the cfg): every prediction "
-                    "would be shifted"
+                    f"the component's {head} labels are not the ones the weights were trained with ({cause}): "
+                    "every prediction would be shifted"
                 )
     describe_weights(module, {h: list(v or ()) for h, v in labels_by_head.items()}, loaded)
     getattr(module, INFO_ATTR)["format_version"] = info.get("format_version", MODEL_FORMAT_VERSION)
+
+
+def label_difference(saved: Sequence[str], labels: Sequence[str]) -> str:
+    """What changed from the saved label list to the cfg's, in a few words."""
+    added, removed = [x for x in labels if x not in saved], [x for x in saved if x not in labels]
+    if added or removed:
+        return f"the weights have {_few(removed) or 'no other labels'}, the cfg has {_few(added) or 'no other labels'} instead"
+    i = next(i for i, (a, b) in enumerate(zip(saved, labels)) if a != b)
+    return f"label #{i} is {labels[i]!r} in the cfg, {saved[i]!r} in the weights (the order changed)"
+
+
+def _few(names: List[str], n: int = 5) -> str:
+    return ", ".join(map(repr, names[:n])) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _check_label_list(head: str, labels: Any) -> None:

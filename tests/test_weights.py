@@ -4,6 +4,7 @@ non-finite weights, decompression bombs, and config bounds at build time."""
 import inspect
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 from typing import Callable, Dict
@@ -104,6 +105,24 @@ def as_version_1(msg: Dict, inner: Dict) -> None:
     inner["format_version"] = 1
     del inner["sha256"]
     del inner["info"]
+    del inner["info_sha256"]
+
+
+def as_version_2(msg: Dict, inner: Dict) -> None:
+    """What spacy-lstm-tagger wrote before the info had a checksum and the
+    label lists themselves (format version 2)."""
+    inner["format_version"] = 2
+    del inner["info_sha256"]
+    for head in inner["info"]["labels"].values():
+        del head["names"]
+
+
+def load_as(version: int, path: Path):
+    """``spacy.load(path)``; version 1 files only load when re-saving."""
+    if version == 1:
+        with weights.accepting_version_1():
+            return spacy.load(path)
+    return spacy.load(path)
 
 
 def tags(nlp, texts=TEXTS):
@@ -191,7 +210,7 @@ def test_one_flipped_byte_in_the_weights_fails_at_load(saved, trained_nlp, workd
     assert start > 0
     data[start + table.numel() * 2 + 1] ^= 0x40
     model_file.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="sha256 checksum does not match"):
+    with pytest.raises(ValueError, match=r"the tensors \(state\) do not match their sha256 checksum"):
         spacy.load(path)
 
 
@@ -205,33 +224,23 @@ def test_one_flipped_byte_in_the_weights_fails_at_load(saved, trained_nlp, workd
     ],
     ids=["nan", "inf", "int64 output", "int32 embedding"],
 )
-@pytest.mark.parametrize("version", [2, 1])
+@pytest.mark.parametrize("version", [3, 2, 1])
 def test_non_float_or_non_finite_weights_fail_at_load(saved, workdir, edit, match, version):
     path = copy_pipeline(saved, workdir / "p")
 
     def corrupt(msg, inner):
         rewrite_state(inner, edit)
-        if version == 1:
-            as_version_1(msg, inner)
+        {1: as_version_1, 2: as_version_2, 3: lambda *_: None}[version](msg, inner)
 
     edit_model_msg(path, corrupt)
     with pytest.raises(ValueError, match=match):
-        spacy.load(path)
-
-
-def test_version_1_files_still_load_and_get_the_count_checks(saved, trained_nlp, workdir):
-    path = copy_pipeline(saved, workdir / "p")
-    edit_model_msg(path, as_version_1)
-    assert tags(spacy.load(path)) == tags(trained_nlp)
-    edit_cfg(path, lambda cfg: cfg.update(labels=cfg["labels"][:-1]))
-    with pytest.raises(ValueError, match="output rows"):
-        spacy.load(path)
+        load_as(version, path)
 
 
 def test_other_format_versions_are_refused(saved, workdir):
     path = copy_pipeline(saved, workdir / "p")
     edit_model_msg(path, lambda msg, inner: inner.update(format_version=weights.MODEL_FORMAT_VERSION + 1))
-    with pytest.raises(ValueError, match="reads 'spacy_lstm_tagger.WordCharBiLSTM' versions 1 to"):
+    with pytest.raises(ValueError, match="reads 'spacy_lstm_tagger.WordCharBiLSTM' versions 2 and 3"):
         spacy.load(path)
 
 
@@ -242,6 +251,154 @@ def test_resaving_keeps_the_checks(saved, workdir):
     edit_cfg(workdir / "again", lambda cfg: cfg.update(labels=LABEL_EDITS["two swapped"](cfg["labels"])))
     with pytest.raises(ValueError, match="not the ones the weights were trained with"):
         spacy.load(workdir / "again")
+
+
+# --- issue 37: every byte that decides the tags is checked ---------------------
+
+
+def swap_two_labels(path: Path) -> None:
+    edit_cfg(path, lambda cfg: cfg.update(labels=LABEL_EDITS["two swapped"](cfg["labels"])))
+
+
+def test_saved_info_is_checksummed_and_holds_the_labels(saved, trained_nlp):
+    inner = srsly.msgpack_loads(srsly.msgpack_loads(srsly.msgpack_loads(
+        (saved / "lstm_tagger" / "model").read_bytes())["shims"][1][0])["state"])
+    assert inner["format_version"] == weights.MODEL_FORMAT_VERSION == 3
+    assert inner["info_sha256"] == weights.info_checksum(inner["info"])
+    assert inner["info"]["labels"]["tag"]["names"] == list(trained_nlp.get_pipe("lstm_tagger").labels)
+
+
+@pytest.mark.parametrize("convert", [None, as_version_2], ids=["v3", "v2"])
+def test_removed_info_with_swapped_labels_is_refused(saved, workdir, convert):
+    """Without the info nothing could confirm the label order: refused,
+    whatever the format version says (it tagged NN as NNS)."""
+    path = copy_pipeline(saved, workdir / "p")
+
+    def drop_info(msg, inner):
+        if convert:
+            convert(msg, inner)
+        del inner["info"]
+        inner.pop("info_sha256", None)
+
+    edit_model_msg(path, drop_info)
+    swap_two_labels(path)
+    with pytest.raises(ValueError, match=r"their info \(the label lists the weights were trained with\) is missing"):
+        spacy.load(path)
+
+
+@pytest.mark.parametrize("target", ["fingerprint", "label name", "switch"])
+def test_one_flipped_byte_in_the_info_names_the_info_not_the_cfg(saved, trained_nlp, workdir, target):
+    path = copy_pipeline(saved, workdir / "p")
+    model_file = path / "lstm_tagger" / "model"
+    data = bytearray(model_file.read_bytes())
+    labels = list(trained_nlp.get_pipe("lstm_tagger").labels)
+    needle = {
+        "fingerprint": weights.label_fingerprint(labels).encode(),
+        "label name": srsly.msgpack_dumps(labels),  # the tag head's list of names
+        "switch": srsly.msgpack_dumps({"crf": False})[1:],  # the key and its value in the attrs map
+    }[target]
+    start = bytes(data).find(needle)
+    assert start > 0 and bytes(data).count(needle) == 1
+    flip = {"fingerprint": (start + 7, 0x01), "label name": (start + 2, 0x01), "switch": (start + len(needle) - 1, 0x01)}
+    offset, mask = flip[target]
+    data[offset] ^= mask  # a hex digit / a letter of the first label / false -> true
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as err:
+        spacy.load(path)
+    message = str(err.value)
+    assert "info" in message and "does not match its sha256 checksum" in message and "the cfg" not in message
+
+
+def test_a_label_mismatch_says_what_differs(saved, trained_nlp, workdir):
+    labels = list(trained_nlp.get_pipe("lstm_tagger").labels)
+    path = copy_pipeline(saved, workdir / "p")
+    swap_two_labels(path)
+    with pytest.raises(ValueError, match=f"label #0 is {labels[1]!r} in the cfg, {labels[0]!r} in the weights"):
+        spacy.load(path)
+    path = copy_pipeline(saved, workdir / "q")
+    edit_cfg(path, lambda cfg: cfg.update(labels=["XX"] + cfg["labels"][1:]))
+    with pytest.raises(ValueError, match=f"the weights have {labels[0]!r}, the cfg has 'XX' instead"):
+        spacy.load(path)
+
+
+def test_version_2_files_still_load_with_their_checks(saved, trained_nlp, workdir):
+    path = copy_pipeline(saved, workdir / "p")
+    edit_model_msg(path, as_version_2)
+    assert tags(spacy.load(path)) == tags(trained_nlp)
+    swap_two_labels(path)
+    with pytest.raises(ValueError, match="not the ones the weights were trained with.*version 2 files do not checksum"):
+        spacy.load(path)
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["same labels", "reordered labels"])
+def test_version_1_files_are_refused_with_the_resave_command(saved, workdir, swap):
+    """A version 1 file can't confirm its label order: refused in one line
+    that says how to re-save it, reordered labels or not."""
+    path = copy_pipeline(saved, workdir / "p")
+    edit_model_msg(path, as_version_1)
+    if swap:
+        swap_two_labels(path)
+    with pytest.raises(ValueError) as err:
+        spacy.load(path)
+    assert "format version 1" in str(err.value) and weights.RESAVE_COMMAND in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_resaved_version_1_pipeline_loads_with_every_check(saved, trained_nlp, workdir):
+    from spacy_lstm_tagger.resave import main
+
+    path = copy_pipeline(saved, workdir / "p")
+    edit_model_msg(path, as_version_1)
+    assert main([str(path), str(path)]) == 1  # never over itself
+    assert main([str(path), str(workdir / "new")]) == 0
+    assert tags(spacy.load(workdir / "new")) == tags(trained_nlp)
+    swap_two_labels(workdir / "new")
+    with pytest.raises(ValueError, match="label #0"):
+        spacy.load(workdir / "new")
+    edit_cfg(path, lambda cfg: cfg.update(labels=cfg["labels"][:-1]))  # re-saving keeps the count check
+    with pytest.raises(ValueError, match="output rows"):
+        with weights.accepting_version_1():
+            spacy.load(path)
+
+
+PEAK_SCRIPT = """
+import sys, spacy, spacy_lstm_tagger
+def peak_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) // 1024
+before = peak_mb()
+try:
+    spacy.load(sys.argv[1])
+except ValueError as err:
+    print("refused:", err)
+print("peak_increase_mb", peak_mb() - before)
+"""
+
+
+def test_a_huge_model_file_of_zeros_is_refused_without_reading_it(saved, workdir):
+    """Measured in a fresh process: spaCy reading the file whole, then
+    msgpack copying what follows its first byte, peaked at twice its size."""
+    import subprocess
+    import sys
+
+    path = copy_pipeline(saved, workdir / "p")
+    model_file = path / "lstm_tagger" / "model"
+    model_file.unlink()
+    with model_file.open("wb") as f:
+        f.truncate(512 << 20)  # sparse: no disk space used
+    result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "refused:" in result.stdout and str(model_file) in result.stdout and "not a saved model" in result.stdout
+    increase = int(result.stdout.split("peak_increase_mb")[1])
+    assert increase < 64, result.stdout
+
+
+def test_bytes_after_the_saved_model_are_refused(saved, workdir):
+    path = copy_pipeline(saved, workdir / "p")
+    model_file = path / "lstm_tagger" / "model"
+    model_file.write_bytes(model_file.read_bytes() + b"\0" * 1000)
+    with pytest.raises(ValueError, match="1000 bytes follow the saved model"):
+        spacy.load(path)
 
 
 # --- item 4: decompression bomb ---------------------------------------------------
