@@ -1,8 +1,8 @@
 """Command line: ``python -m spacy_lstm_tagger COMMAND`` (or ``spacy-lstm-tagger COMMAND``).
 
-    tag        tag a corpus (txt / jsonl / CoNLL-U) into .spacy, JSONL and/or
-               CoNLL-U partitions (or stream JSONL / CoNLL-U to stdout), on
-               one process, N processes or a Dask cluster
+    tag        tag a corpus (txt / jsonl / CoNLL-U) to stdout (JSONL / CoNLL-U)
+               or into .spacy, JSONL and/or CoNLL-U partitions of a
+               directory, on one process, N processes or a Dask cluster
     confusion  per-tag scores and confusion matrix of a tagger on gold data
     init-config  write a tuned training config (--preset efficiency, accuracy, ...)
     ensemble   combine trained taggers into one pipeline (mean probabilities)
@@ -72,12 +72,17 @@ class ConlluUnit(str, Enum):
     newdoc = "newdoc"
 
 
+class Sentences(str, Enum):
+    sentencizer = "sentencizer"
+    line = "line"
+
+
 @app.command("tag")
 def tag_command(
     model: str = typer.Argument(..., help="Pipeline directory or installed package (with an lstm_tagger or any tagger)"),
     inputs: List[Path] = typer.Argument(..., help="Input files (.txt one doc per line, .jsonl {\"text\": ...}, .conllu) or directories of them"),
-    output: str = typer.Option(..., "--output", "-o", help="Output directory (part-NNNNN.spacy / .jsonl / .conllu, manifest.json), or - to stream JSONL or CoNLL-U to stdout"),
-    output_format: List[OutputFormat] = typer.Option([OutputFormat.spacy.value], "--format", "-f", help="DocBin (spacy), JSONL (tokens, offsets, tags), CoNLL-U (conllu) or both (spacy and jsonl); repeat for several"),
+    output: str = typer.Option("-", "--output", "-o", help="Output directory (part-NNNNN.spacy / .jsonl / .conllu, manifest.json; resumable), or - (the default) to stream JSONL or CoNLL-U to stdout"),
+    output_format: Optional[List[OutputFormat]] = typer.Option(None, "--format", "-f", help="DocBin (spacy), JSONL (tokens, offsets, tags), CoNLL-U (conllu) or both (spacy and jsonl); repeat for several. Default: spacy into --output DIR, jsonl to stdout"),
     input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", "-i", help="Input format (auto: from the file extension)"),
     conllu_unit: ConlluUnit = typer.Option(ConlluUnit.sentence, "--conllu-docs", help="CoNLL-U: one Doc per sentence or per '# newdoc'"),
     n_process: int = typer.Option(1, "--n-process", "-n", help="Local engine: worker processes (one partition at a time each, one torch thread each when > 1; with -o -, nlp.pipe's n_process)"),
@@ -89,19 +94,24 @@ def tag_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per process (default: torch's default for one local process, 1 per worker otherwise)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr, per batch, with docs/s and ETA (default: when stderr is a terminal)"),
     probabilities: bool = typer.Option(False, "--probabilities", help="Every lstm_tagger stores tag_prob / tag_alternatives (written to the JSONL and the DocBin's user data)"),
+    sentences: Sentences = typer.Option(Sentences.sentencizer, "--sentences", help="What a text line (or JSONL record) becomes: one Doc either way; sentencizer = its sentences split by spaCy's sentencizer (added after the tagger when no component of the pipeline sets sentence boundaries; tags unchanged), one CoNLL-U sentence each; line = one sentence, whatever it holds. CoNLL-U input keeps its sentences"),
 ) -> None:
-    """Tag a corpus into partitioned output files (re-running the same command resumes).
+    """Tag a corpus to stdout, or into partitioned output files (re-running
+    the same command resumes).
 
     Input: .txt (one doc per line), .jsonl ({"text": ...}), .conllu (gold
-    tokenization, one doc per sentence). Output: OUTPUT/part-NNNNN.spacy,
-    .jsonl and/or .conllu, one per partition of --partition-size docs, each
-    written atomically; partitions already written are skipped. With -o -,
-    JSONL or CoNLL-U goes to stdout in input order (messages to stderr).
+    tokenization, one doc per sentence). A text line is one Doc, split into
+    sentences by spaCy's sentencizer (--sentences line: one sentence).
+    Without --output (or with -o -), JSONL (or --format conllu) goes to
+    stdout in input order, messages to stderr. With --output DIR:
+    DIR/part-NNNNN.spacy, .jsonl and/or .conllu, one per partition of
+    --partition-size docs, each written atomically; partitions already
+    written are skipped.
     """
-    formats = [f.value for f in output_format]
+    formats = [f.value for f in output_format or [OutputFormat.jsonl if output == "-" else OutputFormat.spacy]]
     if output == "-":
         _stream(model, inputs, formats, input_format, conllu_unit, batch_size, n_process, engine,
-                scheduler, threads, progress, probabilities)
+                scheduler, threads, progress, probabilities, sentences.value)
         return
     from .tagging import InputError, OutputMismatchError, TaggingError, tag_corpus
 
@@ -112,7 +122,7 @@ def tag_command(
             model, inputs, Path(output), formats=formats, input_format=input_format.value,
             conllu_unit=conllu_unit.value, batch_size=batch_size, partition_size=partition_size,
             engine=engine.value, n_process=n_process, scheduler=scheduler, n_workers=n_workers,
-            threads=threads, progress=progress, probabilities=probabilities,
+            threads=threads, progress=progress, probabilities=probabilities, sentences=sentences.value,
         )
     except (InputError, OutputMismatchError, TaggingError, FileNotFoundError, ValueError, OSError) as err:
         msg.fail(str(err), exits=1)
@@ -134,17 +144,19 @@ def tag_command(
 def _stream(model: str, inputs: List[Path], formats: List[str], input_format: InputFormat,
             conllu_unit: ConlluUnit, batch_size: int, n_process: int, engine: Engine,
             scheduler: Optional[str], threads: Optional[int], progress: Optional[bool],
-            probabilities: bool) -> None:
-    """``tag -o -``: the tagged corpus on stdout; every message on stderr."""
+            probabilities: bool, sentences: str) -> None:
+    """``tag`` without ``--output`` (or ``-o -``): the tagged corpus on
+    stdout; every message on stderr."""
     from .tagging import InputError
     from .tagging.stream import stream_corpus
 
     with contextlib.redirect_stdout(sys.stderr):
         if len(formats) != 1 or formats[0] not in ("jsonl", "conllu"):
-            msg.fail(f"-o - streams one text format: --format jsonl or --format conllu (got {', '.join(formats)}); "
-                     "use --output DIR for .spacy files", exits=1)
+            msg.fail(f"Without --output DIR the tagged corpus goes to stdout, in one text format: --format jsonl "
+                     f"or --format conllu (got {', '.join(formats)}); use --output DIR for .spacy files", exits=1)
         if engine != Engine.local or scheduler:
-            msg.fail("-o - runs on the local engine (--n-process N); use --output DIR with Dask", exits=1)
+            msg.fail("Tagging to stdout runs on the local engine (--n-process N); use --output DIR with Dask",
+                     exits=1)
     out = getattr(sys.stdout, "buffer", None)
     if out is None:
         msg.fail("stdout is not a byte stream", exits=1)
@@ -152,7 +164,7 @@ def _stream(model: str, inputs: List[Path], formats: List[str], input_format: In
         stats = stream_corpus(
             model, inputs, out, fmt=formats[0], input_format=input_format.value, conllu_unit=conllu_unit.value,
             batch_size=batch_size, n_process=n_process, threads=threads, progress=progress,
-            probabilities=probabilities,
+            probabilities=probabilities, sentences=sentences,
         )
     except BrokenPipeError:  # e.g. `... -o - | head`: the reader has all it wants
         # (stdout to /dev/null, so the interpreter's final flush doesn't complain)

@@ -109,9 +109,11 @@ def work(tmp_path_factory):
 # --- item 4: CoNLL-U out, stdout, offsets, probabilities -----------------------
 
 def test_conllu_from_text_is_valid_ud(work, tmp_path):
+    """One sentence per line (--sentences line), so every CoNLL-U sentence
+    is one JSONL record (the sentencizer's split: test_tag_sentences.py)."""
     out = tmp_path / "out"
     result = invoke("tag", work / "model", work / "in.txt", "-o", out, "-f", "conllu", "-f", "jsonl",
-                    "--partition-size", "3")
+                    "--partition-size", "3", "--sentences", "line")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("part-*")) == [
         "part-00000.conllu", "part-00000.jsonl", "part-00001.conllu", "part-00001.jsonl"]
@@ -200,9 +202,25 @@ def test_stdout_streams_what_the_directory_gets(work, tmp_path, fmt):
     assert not list(Path.cwd().glob("manifest.json"))
 
 
+def test_without_output_jsonl_goes_to_stdout(work, tmp_path, monkeypatch):
+    """`tag MODEL in.txt`: no --output is `-o -`, and its default format is
+    JSONL (a directory's is .spacy); nothing is written to the directory."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["tag", str(work / "model"), str(work / "in.txt")])
+    assert result.exit_code == 0, result.output
+    streamed = CliRunner().invoke(app, ["tag", str(work / "model"), str(work / "in.txt"), "-o", "-", "-f", "jsonl"])
+    assert result.stdout_bytes == streamed.stdout_bytes
+    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == TEXTS
+    assert "Tagged 4 docs" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    conllu = CliRunner().invoke(app, ["tag", str(work / "model"), str(work / "in.txt"), "-f", "conllu"])
+    assert conllu.exit_code == 0 and conllu.stdout.startswith("# newdoc id = in.txt:1\n"), conllu.output
+
+
 def test_stdout_refuses_binary_and_dask(work):
-    result = invoke("tag", work / "model", work / "in.txt", "-o", "-")
-    assert result.exit_code == 1 and "--format jsonl or --format conllu" in result.output
+    result = invoke("tag", work / "model", work / "in.txt", "-f", "spacy")
+    assert result.exit_code == 1 and "--format jsonl or --format conllu" in " ".join(result.output.split())
+    assert "use --output DIR for .spacy files" in " ".join(result.output.split())
     result = invoke("tag", work / "model", work / "in.txt", "-o", "-", "-f", "jsonl", "--engine", "dask")
     assert result.exit_code == 1 and "local engine" in result.output
 

@@ -14,6 +14,7 @@ from spacy.tokens import Doc
 
 from ..loading import enable_probabilities, extension_attrs, load_pipeline
 from .readers import Partition, Record, read_partition
+from .sentences import apply_sentence_mode
 from .writers import count_words, is_done, write_partition
 
 
@@ -44,6 +45,7 @@ class TagJob:
     batch_size: int
     threads: Optional[int] = None  # torch threads of a worker process (None: 1)
     probabilities: bool = False  # turn on store_probabilities in every lstm_tagger
+    sentences: str = "sentencizer"  # what a text line becomes (sentences.py)
 
 
 @dataclass
@@ -82,20 +84,23 @@ class TagStats:
         return data
 
 
-_NLP_CACHE: Dict[Tuple[str, bool], Language] = {}
+_NLP_CACHE: Dict[Tuple[str, bool, str], Language] = {}
 _NLP_LOCK = threading.Lock()
 
 
-def load_model(model: str, probabilities: bool = False) -> Language:
+def load_model(model: str, probabilities: bool = False, sentences: str = "sentencizer") -> Language:
     """``spacy.load(model)``, once per process (a pipeline without a tagger
-    is an error); ``probabilities`` turns on ``store_probabilities``."""
+    is an error); ``probabilities`` turns on ``store_probabilities``;
+    ``sentences``: "sentencizer" adds spaCy's sentencizer when no component
+    sets sentence boundaries, "line" leaves a text line one sentence."""
+    key = (model, probabilities, sentences)
     with _NLP_LOCK:
-        if (model, probabilities) not in _NLP_CACHE:
+        if key not in _NLP_CACHE:
             nlp = load_pipeline(model)
             if probabilities:
                 enable_probabilities(nlp, model)
-            _NLP_CACHE[(model, probabilities)] = nlp
-        return _NLP_CACHE[(model, probabilities)]
+            _NLP_CACHE[key] = apply_sentence_mode(nlp, sentences)
+        return _NLP_CACHE[key]
 
 
 def record_input(nlp: Language, record: Record) -> Union[str, Doc]:
@@ -141,7 +146,7 @@ def tag_partition(partition: Partition, job: TagJob,
     if is_done(job.output, partition.name, job.formats):
         result["n_words"] = count_words(job.output, partition.name, job.formats)
         return result
-    nlp = load_model(job.model, job.probabilities)
+    nlp = load_model(job.model, job.probabilities, job.sentences)
     docs = tag_records(nlp, read_partition(partition), job.batch_size, on_batch)
     write_partition(docs, job.output, partition.name, job.formats, extension_attrs(nlp))
     result.update(n_words=sum(len(d) for d in docs), status="written")

@@ -19,10 +19,11 @@ class TaggerWorkerPlugin(WorkerPlugin):
     """On every worker (also one that joins or restarts later): use ``threads``
     torch threads and load the model once."""
 
-    def __init__(self, model: str, threads: int = 1, probabilities: bool = False):
+    def __init__(self, model: str, threads: int = 1, probabilities: bool = False, sentences: str = "sentencizer"):
         self.model = model
         self.threads = threads
         self.probabilities = probabilities
+        self.sentences = sentences
         self.name = f"spacy-lstm-tagger:{model}"
 
     def setup(self, worker) -> None:
@@ -30,7 +31,7 @@ class TaggerWorkerPlugin(WorkerPlugin):
 
         torch.set_num_threads(self.threads)
         try:
-            load_model(self.model, self.probabilities)
+            load_model(self.model, self.probabilities, self.sentences)
         except Exception:
             pass  # the first task raises the error again, with a traceback the client sees
 
@@ -107,7 +108,8 @@ def run_dask(stats: TagStats, pending: List[Partition], job: TagJob, options: Da
             else:
                 own_cluster = start_local_cluster(options.n_workers)
                 client = own_client = Client(own_cluster)
-        client.register_plugin(TaggerWorkerPlugin(job.model, job.threads or 1, job.probabilities))
+        client.register_plugin(TaggerWorkerPlugin(job.model, job.threads or 1, job.probabilities,
+                                                  job.sentences))
         stats.workers = len(client.nthreads())
         stats.setup_seconds = time.perf_counter() - setup_start
         token = uuid.uuid4().hex[:8]

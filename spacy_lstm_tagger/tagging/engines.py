@@ -29,6 +29,7 @@ from .core import (
 from .core import progress_bar as _progress  # (a module attribute: tests replace it)
 from .manifest import model_fingerprint, prepare_output, write_or_verify_manifest
 from .readers import Partition, plan_partitions
+from .sentences import SENTENCE_MODES
 from .writers import is_done, parse_formats, remove_stale_tmp_files
 
 __all__ = ["ENGINES", "Interrupted", "OutputError", "OutputMismatchError", "TaggingError", "TagJob", "TagStats",
@@ -128,6 +129,7 @@ def tag_corpus(
     threads: Optional[int] = None,
     progress: Optional[bool] = None,
     probabilities: bool = False,
+    sentences: str = "sentencizer",
 ) -> TagStats:
     """Tag ``inputs`` with ``model`` into ``output``/part-NNNNN.{spacy,jsonl}.
 
@@ -139,6 +141,9 @@ def tag_corpus(
     single-threaded processes (default: one per CPU); ``threads`` torch
     threads per worker (default 1). ``probabilities``: every lstm_tagger
     stores its tag probabilities (in the DocBin's user data and the JSONL).
+    ``sentences``: "sentencizer" splits a text line into sentences (spaCy's
+    sentencizer, when no component of the pipeline sets them), "line" keeps
+    it one sentence (``sentences.py``).
 
     Every check (arguments, inputs, model, output directory, scheduler)
     runs before anything is written.
@@ -150,6 +155,8 @@ def tag_corpus(
     if engine == "dask" and n_process != 1:
         raise ValueError("--n-process is for the local engine; with Dask use --n-workers (one process each)")
     formats = parse_formats(formats)
+    if sentences not in SENTENCE_MODES:
+        raise ValueError(f"Unknown --sentences {sentences!r}: expected {' or '.join(SENTENCE_MODES)}")
     model = model_id(model)
     if engine == "local" or (client is None and scheduler is None):
         check_model(model)
@@ -160,11 +167,11 @@ def tag_corpus(
     preload_seconds = 0.0
     if engine == "local":  # a model that fails to load fails before anything is written
         preload_start = time.perf_counter()
-        load_model(model, probabilities)  # (--n-process workers inherit it: they fork)
+        load_model(model, probabilities, sentences)  # (--n-process workers inherit it: they fork)
         preload_seconds = time.perf_counter() - preload_start
     manifest = {
         "model": model, "model_sha256": _fingerprint(model), "partition_size": partition_size,
-        "conllu_unit": conllu_unit, "probabilities": probabilities,
+        "conllu_unit": conllu_unit, "probabilities": probabilities, "sentences": sentences,
         "inputs": [{"resolved": str(Path(d["path"]).resolve()), **{k: d[k] for k in ("format", "bytes", "n_docs",
                                                                                        "sha256")}}
                    for d in described],
@@ -182,7 +189,7 @@ def tag_corpus(
     stats.n_skipped = len(stats.skipped)
     stats.n_submitted = len(pending)
     job = TagJob(model=model, output=str(output), formats=formats, batch_size=batch_size, threads=threads,
-                 probabilities=probabilities)
+                 probabilities=probabilities, sentences=sentences)
     start = time.perf_counter()
     try:
         with _signals_interrupt():

@@ -17,7 +17,7 @@ from .core import OutputError, OutputMismatchError
 
 MANIFEST = "manifest.json"
 # The keys that must match for a resume (the others are descriptive).
-RUN_KEYS = ("model", "model_sha256", "partition_size", "conllu_unit", "probabilities", "inputs")
+RUN_KEYS = ("model", "model_sha256", "partition_size", "conllu_unit", "probabilities", "sentences", "inputs")
 
 
 def _file_sha256(path: Path) -> str:

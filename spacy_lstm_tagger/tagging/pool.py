@@ -51,7 +51,7 @@ def _worker_main(conn: Connection, job: TagJob, parent_pid: int) -> None:
     start = time.perf_counter()
     load_error: Optional[str] = None
     try:
-        load_model(job.model, job.probabilities)  # (inherited, already loaded, when forked)
+        load_model(job.model, job.probabilities, job.sentences)  # (inherited, already loaded, when forked)
     except Exception as err:  # reported with the first partition
         load_error = f"loading the model failed: {type(err).__name__}: {err}"
     conn.send(("ready", time.perf_counter() - start))

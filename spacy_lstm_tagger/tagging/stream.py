@@ -29,9 +29,10 @@ def stream_corpus(
     threads: Optional[int] = None,
     progress: Optional[bool] = None,
     probabilities: bool = False,
+    sentences: str = "sentencizer",
 ) -> TagStats:
     """Tag ``inputs`` and write ``fmt`` (jsonl or conllu) UTF-8 to ``out``,
-    flushed after every batch."""
+    flushed after every batch (``sentences`` as in :func:`tag_corpus`)."""
     if fmt not in TEXT_FORMATS:
         raise ValueError(f"Only {' and '.join(TEXT_FORMATS)} can stream to stdout, not {fmt!r}: "
                          "use --output DIR for .spacy files")
@@ -47,7 +48,7 @@ def stream_corpus(
     stats = TagStats(engine=f"local(n_process={n_process})", output="-", n_partitions=len(partitions),
                      n_submitted=len(partitions), workers=n_process)
     start = time.perf_counter()
-    nlp = load_model(model, probabilities)
+    nlp = load_model(model, probabilities, sentences)
     attrs = extension_attrs(nlp)
     stats.setup_seconds = time.perf_counter() - start
 
