@@ -4,7 +4,8 @@ Both are spaCy's own :class:`spacy.pipeline.Tagger` with a different default
 model, so labels, ``spacy init labels``, ``overwrite``, ``neg_prefix``,
 ``label_smoothing``, the loss (missing tags ignored), scoring and
 serialization behave exactly as users know them. What they add: empty tags
-read as missing, torch threads in worker processes, clear errors for unknown
+read as missing, one torch thread per process by default (``threads``),
+``[training] dropout`` read without discarding the model's own, clear errors for unknown
 labels and bad saved weights, and opt-in features: tag probabilities
 (``store_probabilities``), CRF decoding and joint UPOS / FEATS heads (model
 settings ``crf``, ``joint_pos``, ``joint_morph``). ``lstm_joint_tagger`` is
@@ -23,7 +24,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy
 from spacy.attrs import POS, TAG
 from spacy.errors import Errors
-from spacy.language import Language
+from spacy.language import DEFAULT_CONFIG, Language
 from spacy.parts_of_speech import IDS as UPOS_IDS
 from spacy.pipeline import Tagger
 from spacy.scorer import Scorer
@@ -32,11 +33,12 @@ from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
+from wasabi import msg
 
 from .distill import Teacher, distill_update
 from .model import (
-    built_attrs, check_loaded_weights, crf_decode, crf_loss, crf_marginals, join_heads, record_labels_with_weights,
-    split_heads, use_single_thread,
+    ThreadChoice, apply_threads, built_attrs, choose_threads, current_threads, check_loaded_weights, configured_dropout, crf_decode, crf_loss,
+    crf_marginals, dropout_override, join_heads, record_labels_with_weights, split_heads,
 )
 
 # v2's defaults, inference in bfloat16 where the hardware runs it natively
@@ -97,7 +99,24 @@ COMPONENT_SETTINGS = {
     "n_alternatives": 3,
     "prob_attr": DEFAULT_PROB_ATTR,
     "alternatives_attr": DEFAULT_ALTERNATIVES_ATTR,
+    "threads": None,
 }
+
+STANDARD_TRAINING_DROPOUT = float(DEFAULT_CONFIG["training"]["dropout"])
+"""spaCy's default ``[training] dropout`` (0.1), in every config ``spacy init
+config`` writes: read as "the model's own dropout", like 0."""
+
+
+def training_dropout_override(drop: float) -> Optional[float]:
+    """The dropout rate an update's ``drop`` asks the torch model for, or
+    ``None`` for the model's own ``dropout`` / ``word_dropout``: 0 and
+    spaCy's default :data:`STANDARD_TRAINING_DROPOUT` are what every config
+    has unless its author chose, so they keep the recipe's regularization."""
+    if not drop or drop == STANDARD_TRAINING_DROPOUT:
+        return None
+    if not 0.0 < drop < 1.0:
+        raise ValueError(f"dropout ([training] dropout, nlp.update(drop=...)) must be in [0, 1), got {drop}")
+    return drop
 
 
 @Language.factory(
@@ -118,9 +137,17 @@ def make_lstm_tagger(
     n_alternatives: int,
     prob_attr: str = DEFAULT_PROB_ATTR,
     alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
+    threads: Optional[int] = None,
 ) -> "LSTMTagger":
     """Create an ``lstm_tagger``: a part-of-speech tagger powered by a word +
     character BiLSTM written in PyTorch. Predicted tags go to ``Token.tag_``.
+
+    Dropout: the model's ``dropout`` (sentence BiLSTM input, between layers,
+    output) and ``word_dropout`` settings are the recipe's regularization.
+    ``[training] dropout`` (``nlp.update(drop=...)``) of 0 or spaCy's default
+    0.1 (what ``spacy init config`` writes) keeps them; any other value is
+    taken as asked for and replaces the model's ``dropout`` for training
+    (``word_dropout`` stays), said once when training starts.
 
     store_probabilities: also write ``token._.tag_prob`` (probability of the
         token's tag) and ``token._.tag_alternatives`` (the ``n_alternatives``
@@ -129,6 +156,15 @@ def make_lstm_tagger(
     prob_attr, alternatives_attr: the names of those two ``Token._``
         extensions, so two lstm_tagger components in one pipeline can each
         keep their own (registered here, when the component is created).
+    threads: torch's intra-op threads in the process, set the first time the
+        component trains or predicts there (and printed at ``initialize``).
+        ``null`` (default): 1, a small LSTM's best on a busy machine and no
+        slower on a free one (benchmarks/results/threads.json), unless you
+        set ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or called
+        ``torch.set_num_threads`` after importing spacy_lstm_tagger; N: N
+        threads; 0: leave torch alone. Worker processes (``nlp.pipe(n_process=N)``,
+        ``tag -n N``) get 1 each unless their creator set a count
+        (``model.choose_threads``).
     """
     for other in nlp.components:
         pipe = other[1]
@@ -144,7 +180,7 @@ def make_lstm_tagger(
         nlp.vocab, model, name, overwrite=overwrite, scorer=scorer,
         neg_prefix=neg_prefix, label_smoothing=label_smoothing,
         store_probabilities=store_probabilities, n_alternatives=n_alternatives,
-        prob_attr=prob_attr, alternatives_attr=alternatives_attr,
+        prob_attr=prob_attr, alternatives_attr=alternatives_attr, threads=threads,
     )
 
 
@@ -166,13 +202,15 @@ def make_lstm_joint_tagger(
     n_alternatives: int,
     prob_attr: str = DEFAULT_PROB_ATTR,
     alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
+    threads: Optional[int] = None,
 ) -> "LSTMTagger":
     """Create an ``lstm_joint_tagger``: the ``lstm_tagger`` with its joint
     heads on, writing ``Token.tag_``, ``Token.pos_`` and ``Token.morph`` from
-    one model (what spaCy needs a tagger and a morphologizer for)."""
+    one model (what spaCy needs a tagger and a morphologizer for). Dropout
+    and ``threads``: as ``lstm_tagger``."""
     return make_lstm_tagger(
         nlp, name, model, overwrite, scorer, neg_prefix, label_smoothing, store_probabilities, n_alternatives,
-        prob_attr, alternatives_attr,
+        prob_attr, alternatives_attr, threads,
     )
 
 
@@ -189,6 +227,7 @@ class LSTMTagger(Tagger):
         n_alternatives: int = 3,
         prob_attr: str = DEFAULT_PROB_ATTR,
         alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
+        threads: Optional[int] = None,
         **kwargs,
     ) -> None:
         super().__init__(vocab, model, name, **kwargs)
@@ -204,7 +243,15 @@ class LSTMTagger(Tagger):
         self.n_alternatives = n_alternatives
         self.prob_attr = prob_attr
         self.alternatives_attr = alternatives_attr
+        choose_threads(threads)  # a bad value fails here, not at first use
+        self.threads = threads
+        # the process the component was made in, the one whose torch threads
+        # it last set (None: not yet) and torch's count there then
         self._pid = os.getpid()
+        self._threads_pid: Optional[int] = None
+        self._threads_seen = current_threads()
+        self._threads_choice: Optional[ThreadChoice] = None
+        self._said_dropout = False
         # set by distill.attach for distillation training; never saved
         self.teacher: Optional[Teacher] = None
 
@@ -252,6 +299,10 @@ class LSTMTagger(Tagger):
             )
             self.model.set_dim("nM", len(morph_labels), force=True)
         super().initialize(get_examples, nlp=nlp, labels=labels)
+        self._threads_pid = None
+        choice = self._ensure_threads()
+        msg.info(f"[{self.name}] torch intra-op threads: {choice.n_threads} ({choice.reason}; "
+                 "set threads = N or OMP_NUM_THREADS to change)")
         self._warn_undeclared_assignments(nlp)
         record_labels_with_weights(self.model, self._labels_by_head())
 
@@ -289,7 +340,7 @@ class LSTMTagger(Tagger):
             )
 
     def predict(self, docs: Iterable[Doc]):
-        self._limit_threads_in_worker()
+        self._ensure_threads()
         docs = list(docs)
         if not self.store_probabilities and not self.joint_pos and not self.joint_morph and not self.use_crf:
             return super().predict(docs)
@@ -392,34 +443,36 @@ class LSTMTagger(Tagger):
                 token._.set(prob_attr, None if i is None else float(row[i]))
                 token._.set(alternatives_attr, tuple((labels[j], float(row[j])) for j in best))
 
-    def _limit_threads_in_worker(self) -> None:
-        """In a process forked or spawned by ``nlp.pipe(n_process=N)`` use one
-        torch thread, so N workers don't oversubscribe the cores (or deadlock
+    def _ensure_threads(self) -> ThreadChoice:
+        """Set torch's intra-op threads (``threads``, model.choose_threads)
+        once per process: in the main process at first use, and again in each
+        worker process (forked or spawned by ``nlp.pipe(n_process=N)``, or
+        ``tag -n N``), so N workers don't oversubscribe the cores (or deadlock
         on a thread pool inherited through fork)."""
-        if os.getpid() != self._pid:
-            self._pid = os.getpid()
-            use_single_thread()
-
-    _warned_dropout = False
+        pid = os.getpid()
+        if pid == self._threads_pid:
+            return self._threads_choice
+        new_process = pid != self._pid or self._threads_pid is not None
+        choice = apply_threads(self.threads, new_process=new_process, inherited=self._threads_seen)
+        self._threads_pid, self._threads_seen, self._threads_choice = pid, choice.n_threads, choice
+        return choice
 
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
                losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-        """spaCy's Tagger update. Thinc's dropout rate (``[training] dropout``,
-        ``nlp.update(drop=...)``) does not reach the torch module, so a non-zero
-        ``drop`` gets one warning per component. (Not at ``initialize``: every
-        pipeline's config has spaCy's default ``[training] dropout = 0.1``, used
-        only if ``spacy train`` runs it.)"""
-        if drop and not self._warned_dropout:
-            self._warned_dropout = True
-            warnings.warn(
-                f"[{self.name}] dropout {drop} ([training] dropout or nlp.update(drop=...)) does not "
-                "reach the torch model and is ignored: lstm_tagger's dropout is its model's `dropout` "
-                "and `word_dropout` settings. Set [training] dropout = 0 to silence this.",
-                stacklevel=2,
-            )
-        if self.teacher is not None:
-            return distill_update(self, examples, drop=drop, sgd=sgd, losses=losses)
-        return super().update(examples, drop=drop, sgd=sgd, losses=losses)
+        """spaCy's Tagger update, with ``drop`` read as the factory docstring
+        says: 0 and spaCy's default 0.1 keep the model's own dropout, another
+        rate replaces its ``dropout`` for this update."""
+        self._ensure_threads()
+        rate = training_dropout_override(drop)
+        if rate is not None and not self._said_dropout:
+            self._said_dropout = True
+            own, word = configured_dropout(self.model)
+            msg.info(f"[{self.name}] dropout {rate} ([training] dropout) replaces the model's dropout {own} "
+                     f"for training (word_dropout {word} kept)")
+        with dropout_override(self.model, rate):
+            if self.teacher is not None:
+                return distill_update(self, examples, drop=drop, sgd=sgd, losses=losses)
+            return super().update(examples, drop=drop, sgd=sgd, losses=losses)
 
     def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List[Floats2d]]:
         """spaCy's tagger loss (or the CRF's), plus the joint heads' losses,

@@ -12,9 +12,11 @@ The component never touches torch: what it needs from the model (the columns
 of each head, CRF decoding, marginals and loss, thread setup) is the small API
 at the end of this module.
 """
+import contextlib
+import os
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy
 import torch
@@ -607,6 +609,101 @@ def check_loaded_weights(
         )
 
 
-def use_single_thread() -> None:
-    """One torch thread, for worker processes that share the cores with others."""
-    torch.set_num_threads(1)
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Environment variables that set torch's intra-op thread count (torch reads both)."""
+
+_THREADS_AT_IMPORT = torch.get_num_threads()
+"""torch's intra-op thread count when this module was imported: a different
+count later, not set by :func:`apply_threads`, was set by the user."""
+_threads_applied: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The intra-op thread count a process runs with, and why."""
+
+    n_threads: int
+    reason: str
+    set_here: bool
+
+
+def choose_threads(threads: Optional[int], *, new_process: bool = False,
+                   inherited: Optional[int] = None) -> ThreadChoice:
+    """Decide torch's intra-op thread count for this process.
+
+    A small LSTM gains nothing from intra-op threads and loses a lot when the
+    cores are busy (benchmarks/results/threads.json), so the default is one
+    thread per process. ``threads`` N > 0: N threads; 0: torch is left alone;
+    ``None`` (default): 1, unless the user chose a count: ``OMP_NUM_THREADS``
+    or ``MKL_NUM_THREADS`` in the environment, or ``torch.set_num_threads``
+    called after this module was imported (torch's count then differs from
+    its count at import). A call made before the import, or one that sets
+    torch's own default count, cannot be told apart from the default: use
+    ``threads`` then.
+
+    In a worker process (``new_process``: ``nlp.pipe(n_process=N)``, ``tag
+    -n N``) the environment is the parent's, so only a count the worker's
+    creator set differently from the parent's (``inherited``) counts as
+    chosen (``tag --threads``), and not torch's default count (a spawned
+    worker starts with it); otherwise 1, so N workers use N cores.
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise ValueError(f"threads must be null (1 unless you set OMP_NUM_THREADS or torch.set_num_threads), "
+                         f"0 (leave torch alone) or a positive number of threads, got {threads!r}")
+    current = torch.get_num_threads()
+    if threads:
+        return ThreadChoice(threads, f"threads = {threads}", set_here=True)
+    if threads == 0:
+        return ThreadChoice(current, "threads = 0: left to torch", set_here=False)
+    if new_process:
+        # fork copies the parent's count, spawn starts from torch's default
+        if inherited is not None and current != inherited and current != _THREADS_AT_IMPORT:
+            return ThreadChoice(current, "set by the worker's parent", set_here=False)
+        return ThreadChoice(1, "one per worker process", set_here=True)
+    for var in THREAD_ENV_VARS:
+        if var in os.environ:
+            return ThreadChoice(current, f"{var}={os.environ[var]}", set_here=False)
+    if current != _THREADS_AT_IMPORT and current != _threads_applied:
+        return ThreadChoice(current, "torch.set_num_threads", set_here=False)
+    return ThreadChoice(1, "default", set_here=True)
+
+
+def current_threads() -> int:
+    """torch's intra-op thread count in this process."""
+    return torch.get_num_threads()
+
+
+def apply_threads(threads: Optional[int], *, new_process: bool = False,
+                  inherited: Optional[int] = None) -> ThreadChoice:
+    """:func:`choose_threads`, and set torch to it. In a new process the
+    count is set even when unchanged, so torch builds a fresh thread pool
+    instead of using one inherited through fork."""
+    global _threads_applied
+    choice = choose_threads(threads, new_process=new_process, inherited=inherited)
+    if choice.set_here or new_process:
+        if new_process or torch.get_num_threads() != choice.n_threads:
+            torch.set_num_threads(choice.n_threads)
+        if choice.set_here:
+            _threads_applied = choice.n_threads
+    return choice
+
+
+@contextlib.contextmanager
+def dropout_override(model: Model, rate: Optional[float]) -> Iterator[None]:
+    """Within the block, the torch modules of ``model`` (each member of an
+    ensemble) use dropout ``rate`` instead of their ``dropout`` setting
+    (``word_dropout`` is kept); ``None``: no change."""
+    modules = [get_torch_module(tagger) for tagger in tagger_models(model)] if rate is not None else []
+    for module in modules:
+        module.set_dropout(rate)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.set_dropout(None)
+
+
+def configured_dropout(model: Model) -> Tuple[float, float]:
+    """The ``dropout`` and ``word_dropout`` settings of the model (its first member's)."""
+    module = get_torch_module(tagger_models(model)[0])
+    return module.dropout, module.word_dropout

@@ -107,6 +107,7 @@ class WordCharBiLSTMTagger(nn.Module):
                 f"dropout ({dropout}) and word_dropout ({word_dropout}) must be in [0, 1)"
             )
         self.n_word_hashes = n_word_hashes
+        self.dropout = dropout
         self.word_dropout = word_dropout
         self.word_embed = nn.Embedding(n_word_rows, word_embed_size)
         self.char_encoder = CharBiLSTMEncoder(n_chars, char_embed_size, char_hidden_size)
@@ -160,6 +161,17 @@ class WordCharBiLSTMTagger(nn.Module):
         self.morph_output: Optional[nn.Linear] = None
         if n_labels is not None:
             self.resize_output(n_labels)
+
+    def set_dropout(self, rate: Optional[float]) -> None:
+        """Use dropout ``rate`` on the sentence BiLSTM's input, between its
+        layers and on its output; ``None``: back to the ``dropout`` the module
+        was built with. ``word_dropout`` is not changed."""
+        rate = self.dropout if rate is None else rate
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {rate}")
+        self.input_dropout.p = self.output_dropout.p = rate
+        if self.lstm.num_layers > 1:
+            self.lstm.dropout = rate
 
     def head_sizes(self) -> Dict[str, int]:
         """Number of columns of each head, in the order of the scores (0 = absent)."""

@@ -1,16 +1,14 @@
 """The shipped configs as presets (``python -m spacy_lstm_tagger init-config``),
-their packaging, and the warning for a dropout that cannot reach the model."""
+their packaging."""
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 import spacy
 from spacy.util import load_config
 
-from conftest import TINY_MODEL, make_examples
 from spacy_lstm_tagger import presets
 
 try:
@@ -135,24 +133,6 @@ def test_init_config_bad_input_is_a_clear_error(tmp_path, args, message):
     assert proc.exception is None or isinstance(proc.exception, SystemExit), proc.exception
     assert message in " ".join(out.split())
     assert not (tmp_path / "x.cfg").exists()
-
-
-def test_ignored_dropout_warns_once():
-    nlp = spacy.blank("en")  # its config has spaCy's default [training] dropout = 0.1
-    nlp.add_pipe("lstm_tagger", config={"model": TINY_MODEL})
-    examples = make_examples(nlp)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        optimizer = nlp.initialize(lambda: examples)
-        nlp.update(examples, sgd=optimizer)  # drop = 0: nothing to say
-    assert not [w for w in caught if "dropout" in str(w.message)]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(3):
-            nlp.update(examples, sgd=optimizer, drop=0.2)
-    messages = [str(w.message) for w in caught if "dropout" in str(w.message)]
-    assert len(messages) == 1, messages
-    assert "does not reach the torch model" in messages[0] and "[training] dropout = 0" in messages[0]
 
 
 def test_variants_change_only_their_settings():
