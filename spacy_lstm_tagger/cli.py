@@ -187,7 +187,10 @@ def confusion_command(
     batch_size: int = typer.Option(256, "--batch-size", "-b"),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Also draw confusion.png (needs matplotlib: the [plot] extra)"),
 ) -> None:
-    """Per-tag precision/recall/F1 and the most frequent confusions."""
+    """Per-tag precision/recall/F1 and the most frequent confusions, tagging
+    the gold tokens one sentence at a time: its tag_acc is the number of
+    `spacy evaluate MODEL DATA --gold-preproc` (and of the project's evaluate
+    step), the one comparable with the benchmarks."""
     from .confusion import print_report, run_confusion
 
     try:
@@ -275,7 +278,7 @@ def ensemble_command(
     except (ValueError, OSError) as err:
         msg.fail(str(err), exits=1)
     msg.good(f"Wrote an ensemble of {len(members)} taggers to {output}")
-    msg.text(f"Evaluate it: python -m spacy evaluate {output} DEV.spacy")
+    msg.text(f"Evaluate it: python -m spacy evaluate {output} DEV.spacy --gold-preproc")
 
 
 class TagColumn(str, Enum):

@@ -15,21 +15,28 @@ import numpy
 import srsly
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
-from spacy.training.converters import conllu_to_docs
 
 from .loading import load_pipeline
 
 
 def load_gold_docs(nlp: Language, path: Union[str, Path]) -> List[Doc]:
-    """Gold Docs from a ``.spacy`` or ``.conllu`` file."""
+    """Gold Docs, one per sentence, from a ``.spacy`` file or a ``.conllu``
+    file (read as ``convert`` reads it: an XPOS ``_`` is a missing tag). One
+    Doc per sentence is what ``spacy evaluate --gold-preproc`` and the
+    project's evaluate step tag, so ``tag_acc`` here is their number."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Evaluation data not found: {path}")
     if path.suffix == ".spacy":
-        return list(DocBin().from_disk(path).get_docs(nlp.vocab))
-    if path.suffix == ".conllu":
-        return list(conllu_to_docs(path.read_text(encoding="utf8"), n_sents=10, no_print=True))
-    raise ValueError(f"Unsupported evaluation file {path}: expected .spacy or .conllu")
+        docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
+    elif path.suffix == ".conllu":
+        from .convert import read_sentences, to_docs
+
+        docs = to_docs(read_sentences(path), path)
+    else:
+        raise ValueError(f"Unsupported evaluation file {path}: expected .spacy or .conllu")
+    # (as spaCy's Corpus(gold_preproc=True))
+    return [sent.as_doc() for doc in docs for sent in (doc.sents if doc.has_annotation("SENT_START") else [doc[:]])]
 
 
 def tag_pairs(nlp: Language, gold_docs: Iterable[Doc], batch_size: int = 256) -> List[Tuple[str, str]]:

@@ -59,3 +59,38 @@ def test_missing_or_unsupported_file(trained_nlp, tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(ValueError, match="expected .spacy or .conllu"):
         run_confusion(tmp_path / "model", tmp_path / "x.txt", tmp_path / "out")
+
+
+def test_tag_acc_is_spacy_evaluate_gold_preproc(tmp_path):
+    """Multi-sentence gold Docs are tagged one sentence at a time, as
+    `spacy evaluate --gold-preproc` (and scripts/evaluate.py) tag them, so
+    the two tag_acc agree on an imperfect model."""
+    from spacy.tokens import Doc
+    from spacy.training import Corpus
+
+    from conftest import train_tiny
+
+    nlp = train_tiny(n_iter=8)  # (imperfect: whole Docs would score differently)
+    nlp.to_disk(tmp_path / "model")
+    words = "I like ham . She ate green eggs quickly . They eat blue ham".split()
+    tags = "PRP VBP NN . PRP VBD JJ NNS RB . PRP VBP JJ NN".split()
+    sent_starts = [w in ("I", "She", "They") for w in words]
+    db = DocBin()
+    for _ in range(3):
+        db.add(Doc(nlp.vocab, words=words, tags=tags, sent_starts=sent_starts))
+    db.to_disk(tmp_path / "gold.spacy")
+    report = run_confusion(tmp_path / "model", tmp_path / "gold.spacy", tmp_path / "out", plot=False)
+    loaded = spacy.load(tmp_path / "model")
+    expected = loaded.evaluate(list(Corpus(str(tmp_path / "gold.spacy"), gold_preproc=True)(loaded)))["tag_acc"]
+    assert 0 < report["tag_acc"] < 1
+    assert report["tag_acc"] == round(expected, 4)
+
+
+def test_conllu_xpos_underscore_is_not_scored(trained_nlp, tmp_path):
+    """A .conllu is read as `convert` reads it: an XPOS `_` is a missing
+    tag (not scored), not its UPOS as spaCy's converter would make it."""
+    trained_nlp.to_disk(tmp_path / "model")
+    data = tmp_path / "gold.conllu"
+    data.write_text(CONLLU.replace("NOUN\tNN\t", "NOUN\t_\t", 1), encoding="utf8")
+    report = run_confusion(tmp_path / "model", data, tmp_path / "out", plot=False)
+    assert report["n_tokens"] == 5 and "NOUN" not in report["per_tag"]
