@@ -130,6 +130,9 @@ def tag_command(
         msg.fail(f"{err}: the Dask engine needs `pip install \"spacy-lstm-tagger[scale]\"`", exits=1)
     if stats.n_skipped:
         msg.info(f"Skipped {stats.n_skipped} of {stats.n_partitions} partitions (already written)")
+    if stats.n_redone:
+        msg.warn(f"Redid {stats.n_redone} partitions whose files were not the ones this run wrote: "
+                 + "; ".join(stats.redone[:3]) + ("; ..." if stats.n_redone > 3 else ""))
     if stats.n_submitted:
         msg.good(
             f"Tagged {stats.n_docs} docs ({stats.n_words} words) in {stats.n_submitted} partitions with "

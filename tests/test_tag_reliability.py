@@ -236,6 +236,142 @@ def test_resume_refuses_an_input_edited_in_place(trained_model_dir, tmp_path):
     assert (stats.n_skipped, stats.n_submitted) == (2, 1)
 
 
+# --- issue 37: a resume never keeps stale or damaged partitions ---------------
+
+THREE_LINES = "I like ham\nEat eggs\nThey like eggs\n"
+
+
+@pytest.fixture(scope="module")
+def other_model_dir(workdir) -> Path:
+    """A model that tags every word NN: its output can't pass for the trained one's."""
+    path = workdir / "all_nn"
+    data = [(text, {"tags": ["NN"] * len(text.split())}) for text in corpus_lines(8, seed=3)]
+    train_tiny(n_iter=20, data=data).to_disk(path)
+    return path
+
+
+@pytest.fixture
+def three_lines(tmp_path) -> Path:
+    path = tmp_path / "in.txt"
+    path.write_text(THREE_LINES, encoding="utf8")
+    return path
+
+
+@pytest.fixture
+def forget_models(monkeypatch):
+    """Call it to have the next load read the model from disk again (the
+    process cache keeps the first model loaded from a path)."""
+    from spacy_lstm_tagger.tagging import core
+
+    monkeypatch.setattr(core, "_NLP_CACHE", {})
+    return core._NLP_CACHE.clear
+
+
+def tags_of(output: Path):
+    return [r["tags"] for r in read_output_records(output)]
+
+
+def test_model_fingerprint_follows_a_symlinked_component_folder(trained_model_dir, other_model_dir, tmp_path):
+    from spacy_lstm_tagger.tagging.manifest import model_fingerprint
+
+    real = tmp_path / "real"
+    shutil.copytree(trained_model_dir, real)
+    linked = tmp_path / "linked"
+    shutil.copytree(trained_model_dir, linked, ignore=shutil.ignore_patterns("lstm_tagger"))
+    target = tmp_path / "component"
+    shutil.copytree(trained_model_dir / "lstm_tagger", target)
+    (linked / "lstm_tagger").symlink_to(target, target_is_directory=True)
+    (linked / "loop").symlink_to(linked, target_is_directory=True)  # read once (adds no file), no hang
+    assert model_fingerprint(str(linked)) == model_fingerprint(str(real))
+    before = model_fingerprint(str(linked))
+    shutil.copy(other_model_dir / "lstm_tagger" / "model", target / "model")
+    assert model_fingerprint(str(linked)) != before
+
+
+def test_resume_refuses_weights_changed_behind_a_symlinked_component(trained_model_dir, other_model_dir,
+                                                                    three_lines, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model, ignore=shutil.ignore_patterns("lstm_tagger"))
+    target = tmp_path / "component"
+    shutil.copytree(trained_model_dir / "lstm_tagger", target)
+    (model / "lstm_tagger").symlink_to(target, target_is_directory=True)
+    output = tmp_path / "out"
+    tag_corpus(model, [three_lines], output, formats="jsonl", partition_size=1, progress=False)
+    (output / "part-00002.jsonl").unlink()  # as if killed before the last partition
+    shutil.copy(other_model_dir / "lstm_tagger" / "model", target / "model")  # new weights behind the link
+    with pytest.raises(OutputMismatchError, match="the model at .* has changed"):
+        tag_corpus(model, [three_lines], output, formats="jsonl", partition_size=1, progress=False)
+    assert not (output / "part-00002.jsonl").exists()
+
+
+def test_without_a_manifest_old_partitions_are_redone_not_adopted(trained_model_dir, other_model_dir, three_lines,
+                                                                  tmp_path, forget_models):
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    output = tmp_path / "out"
+    tag_corpus(model, [three_lines], output, formats="jsonl", partition_size=1, progress=False)
+    assert any(tag != "NN" for tags in tags_of(output) for tag in tags)
+    (output / "manifest.json").unlink()
+    shutil.rmtree(model)
+    shutil.copytree(other_model_dir, model)  # another model at the same path
+    forget_models()
+    stats = tag_corpus(model, [three_lines], output, formats="jsonl", partition_size=1, progress=False)
+    assert (stats.n_submitted, stats.n_skipped, stats.n_redone) == (3, 0, 3)
+    assert all("before this run's manifest.json" in why for why in stats.redone)
+    assert all(tag == "NN" for tags in tags_of(output) for tag in tags)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "edited", "not recorded", "torn record"])
+def test_a_damaged_or_unrecorded_partition_is_redone(trained_model_dir, three_lines, tmp_path, damage):
+    from spacy_lstm_tagger.tagging.manifest import FINISHED
+
+    output = tmp_path / "out"
+    tag_corpus(trained_model_dir, [three_lines], output, formats=("spacy", "jsonl"), partition_size=1, progress=False)
+    reference = file_bytes(output)
+    log = output / FINISHED
+    lines = log.read_text(encoding="utf8").splitlines(keepends=True)
+    victim = json.loads(lines[-1])["name"] if damage == "torn record" else "part-00000"  # (only the last can tear)
+    part = output / f"{victim}.jsonl"
+    first = next(i for i, line in enumerate(lines) if f'"{victim}"' in line)
+    if damage == "truncated":
+        part.write_bytes(part.read_bytes()[:-30])
+    elif damage == "edited":  # same length
+        part.write_bytes(part.read_bytes().replace(b'"VBP"', b'"NNS"', 1))
+    elif damage == "not recorded":  # killed between writing the files and recording them
+        log.write_text("".join(lines[:first] + lines[first + 1:]), encoding="utf8")
+    else:
+        log.write_text("".join(lines[:first] + [lines[first][:40]] + lines[first + 1:]), encoding="utf8")
+    assert file_bytes(output) != reference or damage in ("not recorded", "torn record")
+    stats = tag_corpus(trained_model_dir, [three_lines], output, formats=("spacy", "jsonl"), partition_size=1,
+                       progress=False)
+    assert (stats.n_submitted, stats.n_skipped, stats.n_redone) == (1, 2, 1)
+    assert stats.redone[0].startswith(f"{victim}: {victim}.")
+    assert file_bytes(output) == reference
+    again = tag_corpus(trained_model_dir, [three_lines], output, formats=("spacy", "jsonl"), partition_size=1,
+                       progress=False)
+    assert (again.n_submitted, again.n_skipped) == (0, 3)
+
+
+def test_cli_says_which_partitions_it_redid(trained_model_dir, three_lines, tmp_path):
+    output = tmp_path / "out"
+    args = ["tag", str(trained_model_dir), str(three_lines), "--output", str(output), "--partition-size", "1",
+            "--format", "jsonl", "--no-progress"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    part = output / "part-00001.jsonl"
+    part.write_bytes(part.read_bytes()[:10])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Redid 1 partitions" in text and "part-00001.jsonl has 10 bytes" in text
+
+
+def test_partitions_written_by_worker_processes_are_recorded(trained_model_dir, three_lines, tmp_path):
+    output = tmp_path / "out"
+    tag_corpus(trained_model_dir, [three_lines], output, partition_size=1, n_process=2, progress=False)
+    again = tag_corpus(trained_model_dir, [three_lines], output, partition_size=1, progress=False)
+    assert (again.n_submitted, again.n_skipped, again.n_redone) == (0, 3, 0)
+
+
 # --- 12: which outputs are byte-identical -------------------------------------
 
 @Language.factory("batch_witness")

@@ -7,15 +7,16 @@ imports none of them, so there is no import cycle between the engines.
 import os
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..loading import enable_probabilities, extension_attrs, load_pipeline
+from .checksums import describe_files
 from .readers import Partition, Record, read_partition
 from .sentences import apply_sentence_mode
-from .writers import count_words, is_done, write_partition
+from .writers import count_words, is_done, partition_paths, write_partition
 
 
 class OutputMismatchError(ValueError):
@@ -61,7 +62,10 @@ class TagStats:
     setup_seconds: float = 0.0  # part of ``seconds``: loading the model, starting the cluster
     workers: Optional[int] = None
     removed_tmp_files: int = 0
+    n_redone: int = 0  # partitions whose files were there but not the ones this run wrote
     skipped: List[str] = field(default_factory=list)
+    redone: List[str] = field(default_factory=list)  # why, per partition
+    on_finished: ClassVar[Optional[Callable[[Dict[str, Any]], None]]] = None  # (set per run: not a field)
 
     @property
     def docs_per_s(self) -> float:
@@ -73,13 +77,17 @@ class TagStats:
         return self.n_words / self.seconds if self.seconds else 0.0
 
     def add(self, result: Dict[str, Any]) -> None:
-        """Count one partition's result (from :func:`tag_partition`)."""
+        """Count one partition's result (from :func:`tag_partition`), and
+        hand it to ``on_finished`` (which records its files' checksums)."""
         self.n_docs += result["n_docs"]
         self.n_words += result["n_words"]
+        if self.on_finished is not None:
+            self.on_finished(result)
 
     def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)
         data.pop("skipped")
+        data.pop("redone")
         data.update(docs_per_s=round(self.docs_per_s, 1), words_per_s=round(self.words_per_s, 1))
         return data
 
@@ -140,16 +148,18 @@ def tag_partition(partition: Partition, job: TagJob,
                   on_batch: Optional[Callable[[int], Any]] = None) -> Dict[str, Any]:
     """Tag one partition and write it atomically (the unit of work of every
     engine). A partition whose files already exist (e.g. a rescheduled Dask
-    task) is not redone."""
+    task of this run) is not redone. The result gives each file's size and
+    sha256 (``files``): what the run's record of finished partitions keeps."""
     result = {"index": partition.index, "name": partition.name, "n_docs": partition.n_docs,
               "n_words": 0, "status": "exists", "pid": os.getpid()}
     if is_done(job.output, partition.name, job.formats):
         result["n_words"] = count_words(job.output, partition.name, job.formats)
+        result["files"] = describe_files(partition_paths(job.output, partition.name, job.formats))
         return result
     nlp = load_model(job.model, job.probabilities, job.sentences)
     docs = tag_records(nlp, read_partition(partition), job.batch_size, on_batch)
-    write_partition(docs, job.output, partition.name, job.formats, extension_attrs(nlp))
-    result.update(n_words=sum(len(d) for d in docs), status="written")
+    written = write_partition(docs, job.output, partition.name, job.formats, extension_attrs(nlp))
+    result.update(n_words=sum(len(d) for d in docs), status="written", files=describe_files(written))
     return result
 
 

@@ -27,10 +27,10 @@ from .core import (
     Interrupted, OutputError, OutputMismatchError, TaggingError, TagJob, TagStats, load_model, tag_partition,
 )
 from .core import progress_bar as _progress  # (a module attribute: tests replace it)
-from .manifest import model_fingerprint, prepare_output, write_or_verify_manifest
+from .manifest import FinishedLog, check_finished, model_fingerprint, prepare_output, run_id, write_or_verify_manifest
 from .readers import Partition, plan_partitions
 from .sentences import SENTENCE_MODES
-from .writers import is_done, parse_formats, remove_stale_tmp_files
+from .writers import is_done, parse_formats, partition_paths, remove_stale_tmp_files
 
 __all__ = ["ENGINES", "Interrupted", "OutputError", "OutputMismatchError", "TaggingError", "TagJob", "TagStats",
            "tag_corpus", "tag_partition"]
@@ -179,14 +179,15 @@ def tag_corpus(
                         "line": p.line, "sha256": p.sha256} for p in partitions],
     }
     prepare_output(output)
-    write_or_verify_manifest(output, manifest)
+    fresh = write_or_verify_manifest(output, manifest)
+    finished = FinishedLog(output, run_id(manifest))
+    if fresh:  # (no partition there is this run's: its record starts empty)
+        finished.reset()
     stats = TagStats(engine=engine if engine == "dask" else f"local(n_process={n_process})", output=str(output))
     stats.removed_tmp_files = remove_stale_tmp_files(output)
     stats.n_partitions = len(partitions)
-    pending = [p for p in partitions if not is_done(output, p.name, formats)]
-    pending_names = {p.name for p in pending}
-    stats.skipped = [p.name for p in partitions if p.name not in pending_names]
-    stats.n_skipped = len(stats.skipped)
+    pending = _pending(stats, partitions, output, formats, finished, fresh)
+    stats.on_finished = finished.record
     stats.n_submitted = len(pending)
     job = TagJob(model=model, output=str(output), formats=formats, batch_size=batch_size, threads=threads,
                  probabilities=probabilities, sentences=sentences)
@@ -211,6 +212,30 @@ def tag_corpus(
     stats.setup_seconds += preload_seconds
     stats.seconds = time.perf_counter() - start + preload_seconds
     return stats
+
+
+def _pending(stats: TagStats, partitions: List[Partition], output: Path, formats: Sequence[str],
+             finished: FinishedLog, fresh: bool) -> List[Partition]:
+    """The partitions to tag: those not finished, and those whose files are
+    not byte for byte what this run recorded writing (their files are
+    removed first, and why is kept in ``stats.redone``). The others are
+    skipped."""
+    recorded = finished.load()
+    pending = []
+    for part in partitions:
+        why = check_finished(output, part.name, formats, recorded.get(part.name))
+        if why is None:
+            stats.skipped.append(part.name)
+            continue
+        if why:
+            if fresh:
+                why = "its files were there before this run's manifest.json, so nothing says which model wrote them"
+            for path in partition_paths(output, part.name, formats):
+                path.unlink(missing_ok=True)
+            stats.redone.append(f"{part.name}: {why}")
+        pending.append(part)
+    stats.n_skipped, stats.n_redone = len(stats.skipped), len(stats.redone)
+    return pending
 
 
 def _run_local(stats: TagStats, pending: List[Partition], job: TagJob, n_process: int,
