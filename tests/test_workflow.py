@@ -303,9 +303,9 @@ RUN_COMMAND = re.compile(r"(?:[A-Z_]+=\S+ )*python -m spacy project run [^`\n]*"
 
 
 def documented_project_runs() -> List[str]:
-    """Every `python -m spacy project run ...` command in README.md and project.yml."""
+    """Every `python -m spacy project run ...` command in README.md, docs/ and project.yml."""
     found = []
-    for path in (ROOT / "README.md", ROOT / "project.yml"):
+    for path in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "project.yml"):
         for match in RUN_COMMAND.finditer(path.read_text(encoding="utf8")):
             found.append(match.group(0).strip())
     return found
