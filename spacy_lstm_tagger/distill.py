@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
-import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
@@ -30,6 +29,7 @@ from spacy.util import registry
 from thinc.api import Optimizer, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d
 
+from .loading import load_naming_files
 from .model import crf_marginals, join_heads, split_heads
 
 
@@ -201,10 +201,7 @@ def make_attach_teacher(teacher: Union[str, List[str], None], component: str = "
                              "(--paths.teacher DIR, or a list of DIRs for an ensemble: '[\"DIR1\",\"DIR2\"]')")
         teachers = []
         for path in paths:
-            try:
-                teachers.append(spacy.load(path))
-            except (OSError, IOError) as err:
-                raise ValueError(f"Could not load the teacher pipeline {path!r} for distillation: {err}") from err
+            teachers.append(load_naming_files(path, what="the distillation teacher"))
         attach(nlp.get_pipe(component), teachers, teacher_weight,
                teacher_component=teacher_component, cache_mb=teacher_cache_mb)
         return nlp

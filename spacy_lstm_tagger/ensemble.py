@@ -26,6 +26,7 @@ from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from .loading import load_naming_files
 from .model import HEAD_DIMS, record_labels_with_weights
 
 ENSEMBLE_ARCHITECTURE = "spacy_lstm_tagger.Ensemble.v1"
@@ -140,10 +141,7 @@ def assemble(
         path = Path(member)
         if not (path / "config.cfg").exists():
             raise ValueError(f"Ensemble member {member} is not a trained spaCy pipeline directory (no config.cfg)")
-        try:
-            pipelines.append(spacy.load(path))
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"Could not load the ensemble member {member}: {err}") from err
+        pipelines.append(load_naming_files(path, what="the ensemble member"))
         sources.append(str(member))
     _check_members(pipelines, sources, component)
     first = pipelines[0]

@@ -1,8 +1,9 @@
 """Loading a pipeline for the command line, with errors that say what is
 wrong (instead of spaCy's ``OSError E050/E053`` tracebacks or silently empty
-tags)."""
+tags), naming the file of the pipeline that failed to read."""
+import traceback
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 from spacy.language import Language
 
@@ -47,15 +48,50 @@ def require_tagger(nlp: Language, model: Union[str, Path]) -> None:
 def load_pipeline(model: Union[str, Path]) -> Language:
     """``spacy.load(model)`` after :func:`check_model`; a pipeline that
     fails to load, or has no tagger, is a :class:`ModelError`."""
-    import spacy
-
     check_model(model)
-    try:
-        nlp = spacy.load(model)
-    except (OSError, ValueError, KeyError) as err:
-        raise ModelError(f"Could not load the pipeline {model}: {err}") from err
+    nlp = load_naming_files(model)
     require_tagger(nlp, model)
     return nlp
+
+
+def load_naming_files(model: Union[str, Path], what: str = "the pipeline", **kwargs: Any) -> Language:
+    """``spacy.load(model, **kwargs)``; any error is a :class:`ModelError`
+    that names the pipeline and, when it was reading one, the file
+    (spaCy's own errors, e.g. a truncated ``vocab/strings.json``'s
+    "Expected object or value", name neither)."""
+    import spacy
+
+    try:
+        return spacy.load(model, **kwargs)
+    except Exception as err:
+        file = failing_file(err, model)
+        where = f" (reading {file})" if file is not None else ""
+        raise ModelError(f"Could not load {what} {model}{where}: {err}") from err
+
+
+def failing_file(err: BaseException, model: Union[str, Path]) -> Optional[Path]:
+    """The file of ``model``'s directory that was being read when ``err``
+    was raised: the innermost frame (of the error and of its causes) with
+    a local naming an existing file inside the directory."""
+    root = Path(model)
+    if not root.is_dir():
+        return None
+    root = root.resolve()
+    chain: List[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for error in reversed(chain):  # the deepest cause first
+        for frame, _ in reversed(list(traceback.walk_tb(error.__traceback__))):
+            for value in frame.f_locals.values():
+                if isinstance(value, (str, Path)) and len(str(value)) < 4096:
+                    path = Path(value)
+                    try:
+                        if path.is_file() and path.resolve().is_relative_to(root):
+                            return path
+                    except (OSError, ValueError):
+                        continue
+    return None
 
 
 def probability_components(nlp: Language) -> List[Tuple[str, str, str]]:
