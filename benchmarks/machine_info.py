@@ -1,7 +1,7 @@
 """What machine a benchmark ran on, in enough detail to compare runs.
 
 The torch path's speed relative to spaCy's tagger moves ~3x between VMs
-with the same platform string (issue 17): the LSTM kernels (oneDNN) and
+with the same platform string: the LSTM kernels (oneDNN) and
 MKL's GEMMs pick their code by instruction set, spaCy's tagger runs on
 blis/numpy. So the record names the CPU model, its vector ISA flags, the
 ISA torch dispatches to, whether oneDNN/MKL are in use, the thread

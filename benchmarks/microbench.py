@@ -1,4 +1,4 @@
-"""Micro-benchmarks behind the speed-ups recorded in benchmarks/NOTES.md.
+"""Micro-benchmarks of the inference path's design choices, each in isolation.
 
     python benchmarks/microbench.py lstm MODEL_DIR --dev corpus/en_ewt-ud-dev.spacy
         the tagger's forward pass over the dev documents three ways: the
@@ -12,27 +12,13 @@
     python benchmarks/microbench.py crf-loss
         the CRF loss of a fully annotated batch: constrained forward pass vs
         the gold path score (what the loss uses).
-
     python benchmarks/microbench.py kernels
         one LSTM layer's inference time by kernel: oneDNN (torch's default on
         CPU), torch's native kernel, bf16 (AMX where the CPU has it) and int8
         dynamic quantization, for the shapes of both configs. Run it under
         ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 to see a CPU
         without AVX-512.
-    python benchmarks/microbench.py pipeline MODEL_OR_CONFIG [...]
-        where one ``predict`` over the dev documents spends its time
-        (featurize / char encoder / the rest of the torch forward /
-        output conversion), and the per-batch featurization before and
-        after batching encode_chars.
-    python benchmarks/microbench.py cache MODEL_OR_CONFIG --batch-size 16
-        predict with the character-encoding cache off, cold (emptied before
-        each pass) and warm.
-    python benchmarks/microbench.py int8 MODEL_OR_CONFIG
-        predict with float vs int8 (model setting quantize) weights, and how
-        often their argmax agrees.
 
-MODEL_OR_CONFIG: a trained pipeline directory, or a config (configs/*.cfg)
-initialized on the dev corpus untrained (the same speed as trained weights).
 All print the median of interleaved repeats, 1 torch thread.
 """
 import argparse
@@ -166,35 +152,6 @@ def bench_crf_loss(repeats: int, n_seqs: int = 30, max_len: int = 50, n_tags: in
     print(f"speed-up {medians['constrained'] / medians['gold_path']:.1f}x; losses {losses}")
 
 
-def load_pipeline(model_or_config: str, dev: str, **model_settings):
-    """A trained pipeline, or an untrained one built from a config's
-    architecture (labels from ``dev``); ``model_settings`` override the model's."""
-    from pathlib import Path
-
-    import spacy
-    from spacy.training import Corpus
-    from spacy.util import load_config
-
-    overrides = {"components": {"lstm_tagger": {"model": model_settings}}} if model_settings else {}
-    if Path(model_or_config).is_dir():
-        return spacy.load(model_or_config, config=overrides)
-    config = load_config(model_or_config)
-    nlp = spacy.blank(config["nlp"]["lang"])
-    component = dict(config["components"]["lstm_tagger"])
-    component.pop("factory")
-    component["model"] = {**component["model"], **model_settings}
-    nlp.add_pipe("lstm_tagger", config=component)
-    examples = list(Corpus(dev)(nlp))
-    nlp.initialize(lambda: examples)
-    return nlp
-
-
-def dev_docs(nlp, dev: str):
-    from spacy.training import Corpus
-
-    return [nlp.make_doc(eg.reference.text) for eg in Corpus(dev)(nlp)]
-
-
 def bench_kernels(repeats: int) -> None:
     import warnings
 
@@ -234,108 +191,6 @@ def copy_to_bf16(lstm):
     return copy.deepcopy(lstm).bfloat16()
 
 
-def bench_pipeline(model_or_config: str, dev: str, repeats: int) -> None:
-    """Split one predict over the dev docs into its parts (median of repeats)."""
-    import spacy_lstm_tagger.model as model_module
-    from spacy_lstm_tagger.featurize import encode_chars
-    from spacy_lstm_tagger.model import get_torch_module
-
-    nlp = load_pipeline(model_or_config, dev, char_cache_size=0)
-    tagger = nlp.get_pipe("lstm_tagger")
-    docs = dev_docs(nlp, dev)
-    module = get_torch_module(tagger.model)
-    spent: Dict[str, List[float]] = {"featurize": [], "char encoder": [], "convert_outputs": []}
-    wrapper = tagger.model.layers[0]
-    original_model_featurize = model_module.featurize
-    original_convert_outputs = wrapper.attrs["convert_outputs"]
-    original_char_forward = module.char_encoder.forward
-
-    def timer(name, function):
-        def run(*args, **kwargs):
-            start = time.perf_counter()
-            result = function(*args, **kwargs)
-            spent[name].append(time.perf_counter() - start)
-            return result
-        return run
-
-    model_module.featurize = timer("featurize", original_model_featurize)
-    wrapper.attrs["convert_outputs"] = timer("convert_outputs", original_convert_outputs)
-    module.char_encoder.forward = timer("char encoder", original_char_forward)
-    totals = []
-    try:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            tagger.predict(docs)
-            totals.append(time.perf_counter() - start)
-    finally:
-        model_module.featurize = original_model_featurize
-        wrapper.attrs["convert_outputs"] = original_convert_outputs
-        del module.char_encoder.forward
-    total = statistics.median(totals)
-    n_words = sum(len(doc) for doc in docs)
-    print(f"predict over {len(docs)} docs ({n_words:,} words): {total:.3f} s")
-    parts = {name: statistics.median(values) for name, values in spent.items()}
-    parts["rest of the torch forward"] = total - sum(parts.values())
-    for name, seconds in parts.items():
-        print(f"{name:>26}: {seconds:.3f} s ({100 * seconds / total:4.1f}%)")
-    # encode_chars: one word at a time (the previous code) vs batched
-    strings = sorted({t.text for doc in docs for t in doc})
-    n_chars, max_chars = 1024, 16
-
-    def per_word():
-        import numpy
-        codes = [numpy.frombuffer(w.encode("utf-32-le", "surrogatepass"), dtype="<u4") for w in strings]
-        return [numpy.concatenate([c[:8], c[len(c) - 8:]]) if len(c) > max_chars else c for c in codes]
-
-    medians = median_times({
-        "per word": per_word,
-        "batched": lambda: encode_chars(strings, n_chars, max_chars),
-    }, repeats)
-    print(f"encode_chars code points of {len(strings):,} types: per word {1000 * medians['per word']:.1f} ms "
-          f"(before the ids), batched {1000 * medians['batched']:.1f} ms (all of encode_chars)")
-
-
-def bench_cache(model_or_config: str, dev: str, repeats: int, batch_size: int) -> None:
-    from spacy_lstm_tagger.model import get_torch_module
-
-    nlp = load_pipeline(model_or_config, dev)
-    tagger = nlp.get_pipe("lstm_tagger")
-    encoder = get_torch_module(tagger.model).char_encoder
-    cache = encoder.cache
-    docs = dev_docs(nlp, dev)
-    batches = [docs[i : i + batch_size] for i in range(0, len(docs), batch_size)]
-
-    def run(mode):
-        def tag():
-            encoder.cache = None if mode == "off" else cache
-            if mode == "cold":
-                cache.clear()
-            for batch in batches:
-                tagger.predict(batch)
-        return tag
-
-    medians = median_times({mode: run(mode) for mode in ("off", "cold", "warm")}, repeats)
-    encoder.cache = cache
-    print(f"char cache, batches of {batch_size} docs: " + ", ".join(f"{k} {v:.3f} s" for k, v in medians.items())
-          + f"; speed-up cold {medians['off'] / medians['cold']:.2f}x, warm {medians['off'] / medians['warm']:.2f}x; "
-          f"{len(cache):,} types cached")
-
-
-def bench_int8(model_or_config: str, dev: str, repeats: int) -> None:
-    import numpy
-
-    nlp = load_pipeline(model_or_config, dev)
-    quantized = load_pipeline(model_or_config, dev, quantize=True)
-    if not __import__("pathlib").Path(model_or_config).is_dir():
-        quantized.get_pipe("lstm_tagger").from_bytes(nlp.get_pipe("lstm_tagger").to_bytes())
-    docs = dev_docs(nlp, dev)
-    pipes = {"float": nlp.get_pipe("lstm_tagger"), "int8": quantized.get_pipe("lstm_tagger")}
-    medians = median_times({name: (lambda pipe=pipe: pipe.predict(docs)) for name, pipe in pipes.items()}, repeats)
-    guesses = {name: numpy.concatenate([s.argmax(axis=1) for s in pipe.model.predict(docs)]) for name, pipe in pipes.items()}
-    print(f"float {medians['float']:.3f} s, int8 {medians['int8']:.3f} s: {medians['float'] / medians['int8']:.2f}x; "
-          f"argmax agreement {numpy.mean(guesses['float'] == guesses['int8']):.4f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -345,11 +200,6 @@ def main() -> None:
     sub.add_parser("chunks")
     sub.add_parser("crf-loss")
     sub.add_parser("kernels")
-    for name in ("pipeline", "cache", "int8"):
-        p = sub.add_parser(name)
-        p.add_argument("model_or_config")
-        p.add_argument("--dev", default="corpus/en_ewt-ud-dev.spacy")
-        p.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -359,12 +209,6 @@ def main() -> None:
         bench_chunks(args.repeats)
     elif args.command == "kernels":
         bench_kernels(args.repeats)
-    elif args.command == "pipeline":
-        bench_pipeline(args.model_or_config, args.dev, args.repeats)
-    elif args.command == "cache":
-        bench_cache(args.model_or_config, args.dev, args.repeats, args.batch_size)
-    elif args.command == "int8":
-        bench_int8(args.model_or_config, args.dev, args.repeats)
     else:
         bench_crf_loss(args.repeats)
 

@@ -10,24 +10,19 @@ sentences (the same for every system), and training uses gold tokens
 (``gold_preproc``), like the EWT benchmark.
 
     python benchmarks/multilingual.py                      # all treebanks, default systems
-    python benchmarks/multilingual.py --lstm small=configs/lstm_tagger_small.cfg \\
-        --lstm lstm_tagger=configs/lstm_tagger_efficiency.cfg
+    python benchmarks/multilingual.py --lstm small=small --lstm mine=path/to/config.cfg
 
 Writes ``benchmarks/results/multilingual.json`` plus a PNG and prints a table.
 Resumable: each finished training keeps its ``train_result.json`` and scores
 under ``--work-dir`` (one folder per treebank and system) and is reused on a
 re-run while its config is unchanged (``--force`` retrains); the results JSON
 is rewritten as soon as each system finishes. To add a system, pass every
-system you want in the JSON: finished ones are reused and only re-timed. Trainings and measurements run in child processes (peak RSS
+system you want in the JSON: finished ones are reused and only re-timed.
+Trainings and measurements run in child processes (``harness.py``: peak RSS
 per system); speed is timed after all trainings, systems interleaved, median.
 """
 import argparse
-import difflib
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,24 +31,24 @@ from typing import Dict, List, Optional, Tuple
 import srsly
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ewt_benchmark import dir_size_mb, make_timed_logger, peak_rss_mb, reset_peak_rss  # noqa: E402
+import harness  # noqa: E402
+from harness import ACC_KEYS, ROOT, System  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "ud-small"
 TREEBANKS = {"nl_alpino": "nl", "fi_tdt": "fi", "ga_idt": "ga", "zh_gsd": "zh"}
-# spaCy's own components, configs made at run time by `spacy init config
-# -p <factory> -o efficiency --lang <lang>` (what a user gets), gold_preproc on.
-SPACY_SYSTEMS = {"spacy_tagger": "tagger", "spacy_morphologizer": "morphologizer"}
+# spaCy's own components as `spacy init config -p <factory> -o efficiency
+# --lang <lang>` makes them (what a user gets), gold_preproc on.
+SPACY_SYSTEMS = {"spacy_tagger": System(factory="tagger"), "spacy_morphologizer": System(factory="morphologizer")}
 DEFAULT_LSTM = {
-    "lstm_tagger": ROOT / "configs" / "lstm_tagger_small.cfg",
-    "lstm_joint_tagger": ROOT / "configs" / "lstm_tagger_joint.cfg",
+    "lstm_tagger": System(preset="small"),
+    "lstm_joint_tagger": System(preset="joint"),
+    # the factories' defaults with spaCy's standard training block (what
+    # `spacy init config -p lstm_tagger` writes): what a user gets without choosing
+    "lstm_tagger_defaults": System(factory="lstm_tagger"),
+    "lstm_joint_tagger_defaults": System(factory="lstm_joint_tagger"),
 }
 BASELINE = "spacy_tagger"
-ACC_KEYS = ("tag_acc", "pos_acc", "morph_acc")
 DEV_FRACTION = 0.1
-LOGGER = "spacy_lstm_tagger.bench.TimedConsoleLogger.v1"
-# Environment of every child process: one thread for torch and for BLAS.
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 # ---------------------------------------------------------------- data split
@@ -132,37 +127,25 @@ def prepare_treebank(data_dir: Path, treebank: str, out_dir: Path, n_sents: int,
     return info
 
 
+
+
 # ------------------------------------------------------------------- configs
 def training_policy(args: argparse.Namespace) -> Dict:
     return {"max_steps": args.max_steps, "patience": args.patience, "eval_frequency": args.eval_frequency,
             "max_epochs": 0}
 
 
-def build_config(system: str, config_path: Optional[Path], lang: str, data: Dict, policy: Dict,
-                 log_path: Path):
+def build_config(system: System, lang: str, data: Dict, policy: Dict, log_path: Path):
     """The config one system trains with: its own hyperparameters, this
     treebank's language and split, the shared early-stopping policy, gold
     tokens, and the timed logger (wall time to the best dev score)."""
-    from spacy.util import load_config
-
-    if system in SPACY_SYSTEMS:
-        from spacy.cli.init_config import init_config
-
-        config = init_config(lang=lang, pipeline=[SPACY_SYSTEMS[system]], optimize="efficiency",
-                             gpu=False, silent=True)
-    else:
-        config = load_config(config_path, interpolate=False)
-    config["nlp"]["lang"] = lang
-    config["paths"]["train"] = data["train"]["path"]
-    config["paths"]["dev"] = data["dev"]["path"]
-    for corpus in ("train", "dev"):
-        config["corpora"][corpus]["gold_preproc"] = True
-    config["training"].update(policy)
-    config["training"]["logger"] = {"@loggers": LOGGER, "jsonl_path": str(log_path), "progress_bar": False}
-    if system == "spacy_tagger" and negative_looking_tags(data, config["components"]["tagger"]["neg_prefix"]):
+    config = harness.run_config(system, lang=lang, train=data["train"]["path"], dev=data["dev"]["path"],
+                                log_path=log_path, training=policy)
+    tagger = config["components"].get("tagger", {})
+    if tagger.get("factory") == "tagger" and negative_looking_tags(data, tagger.get("neg_prefix", "")):
         # A gold tag like ga_idt's "!" starts with the tagger's neg_prefix ("!"), so Thinc's loss reads it as
         # "not ''" and fails with KeyError: ''. An empty prefix turns negative labels off (spaCy's own setting).
-        config["components"]["tagger"]["neg_prefix"] = ""
+        tagger["neg_prefix"] = ""
     return config
 
 
@@ -179,163 +162,40 @@ def negative_looking_tags(data: Dict, neg_prefix: str) -> List[str]:
                    for t in doc if t.tag_.startswith(neg_prefix)})
 
 
-# ----------------------------------------------------------- child processes
-def train_one(out_dir: Path, eval_path: Path, threads: int, batch_size: int) -> None:
-    """Train ``out_dir/config.cfg`` with ``spacy train`` machinery; write
-    train_result.json (best dev score, its step and wall time), then score
-    model-best on the eval file (eval.json) in the same process."""
-    import spacy  # noqa: F401  (registers spaCy's functions)
-    import torch
-    from spacy.cli.train import train as spacy_train
-    from spacy.util import load_config, registry
+def parse_lstm(values: Optional[List[str]]) -> Dict[str, System]:
+    """``--lstm NAME=PRESET`` or ``NAME=path/to/config.cfg`` (relative to here or the repository root)."""
+    from spacy_lstm_tagger.presets import preset_names
 
-    torch.set_num_threads(threads)
-    registry.loggers.register(LOGGER, func=make_timed_logger)
-    start = time.perf_counter()
-    spacy_train(out_dir / "config.cfg", out_dir / "model", use_gpu=-1)
-    write_train_result(out_dir, round(time.perf_counter() - start, 1), threads)
-    measure_one(out_dir / "model" / "model-best", eval_path, out_dir / "eval.json", threads, 1, batch_size, True)
-
-
-def finish_one(out_dir: Path, eval_path: Path, threads: int, batch_size: int) -> None:
-    """For a training stopped before its early stopping ended it (a time
-    limit): record what its log shows, marked ``stopped_before_patience``, and
-    score its model-best (the best dev score so far) on the eval file."""
-    log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
-    write_train_result(out_dir, log[-1]["seconds"], threads, stopped_before_patience=True)
-    measure_one(out_dir / "model" / "model-best", eval_path, out_dir / "eval.json", threads, 1, batch_size, True)
-
-
-def write_train_result(out_dir: Path, total_seconds: float, threads: int, stopped_before_patience: bool = False) -> None:
-    """train_result.json from the training's timed log: best dev score, its step and wall time."""
-    from spacy.util import load_config
-
-    log = [json.loads(line) for line in (out_dir / "train_log.jsonl").open()]
-    training = load_config(out_dir / "config.cfg", interpolate=False)["training"]
-    srsly.write_json(out_dir / "train_result.json", {
-        **best_checkpoint(log), "train_total_seconds": total_seconds, "last_step": log[-1]["step"],
-        "stopped_before_patience": stopped_before_patience,
-        "train_peak_rss_mb": round(peak_rss_mb(), 1), "torch_threads": threads,
-        "max_steps": training["max_steps"], "patience": training["patience"],
-        "eval_frequency": training["eval_frequency"],
-        "curve": [{"seconds": r["seconds"], "step": r["step"], "score": r["score"]} for r in log],
-    })
-
-
-def best_checkpoint(log: List[Dict]) -> Dict:
-    """The evaluation spaCy saved as model-best: the highest dev score, the
-    LAST of equal ones (spaCy's loop saves on ``score == max(results)[0]``)."""
-    best = max(log, key=lambda row: (row["score"], row["step"]))
-    return {"train_seconds": best["seconds"], "best_step": best["step"], "best_epoch": best["epoch"],
-            "best_dev_score": round(100 * best["score"], 2),
-            "best_dev_scores": {k: round(100 * v, 2) for k, v in best["scores"].items()
-                                if k in ACC_KEYS and v is not None}}
-
-
-def eval_docs(nlp, path: Path) -> List[Tuple[List[str], List[bool]]]:
-    """Gold words and spaces of each eval doc (what nlp.pipe is timed on: the
-    gold tokenization, since Chinese has no whitespace to tokenize on)."""
-    from spacy.training import Corpus
-
-    return [([t.text for t in eg.reference], [bool(t.whitespace_) for t in eg.reference])
-            for eg in Corpus(str(path), gold_preproc=False)(nlp)]
-
-
-def measure_one(model_dir: Path, eval_path: Path, out_path: Path, threads: int, repeats: int,
-                batch_size: int, score: bool) -> None:
-    """Score model-best on the eval file (gold tokens) and time ``nlp.pipe``
-    over the eval docs, ``repeats`` times."""
-    import spacy
-    import torch
-    from spacy.tokens import Doc
-    from spacy.training import Corpus
-
-    torch.set_num_threads(threads)
-    nlp = spacy.load(model_dir)
-    result: Dict = {}
-    if score:
-        scores = nlp.evaluate(list(Corpus(str(eval_path), gold_preproc=True)(nlp)))
-        result["scores"] = {k: scores.get(k) for k in ACC_KEYS}
-    docs = eval_docs(nlp, eval_path)
-    result["inference_peak_rss_is_tagging_only"] = reset_peak_rss()
-    list(nlp.pipe((Doc(nlp.vocab, words=w, spaces=s) for w, s in docs[:5]), batch_size=batch_size))  # warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _doc in nlp.pipe((Doc(nlp.vocab, words=w, spaces=s) for w, s in docs), batch_size=batch_size):
-            pass
-        times.append(time.perf_counter() - start)
-    result.update({"n_words": sum(len(w) for w, _ in docs), "seconds": times,
-                   "inference_peak_rss_mb": round(peak_rss_mb(), 1)})
-    srsly.write_json(out_path, result)
-
-
-def child(args: List[str], threads: int, log_path: Optional[Path] = None) -> None:
-    env = dict(os.environ, **{name: str(threads) for name in THREAD_ENV})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
-    if log_path is None:
-        subprocess.run(cmd, check=True, env=env)
-        return
-    with log_path.open("a", encoding="utf8") as log:
-        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[2:4])} failed (exit {proc.returncode}); see {log_path}")
-
-
-# --------------------------------------------------------------------- run
-def parse_lstm(values: Optional[List[str]]) -> Dict[str, Path]:
     if not values:
         return dict(DEFAULT_LSTM)
-    systems = {}
+    systems: Dict[str, System] = {}
     for value in values:
         name, sep, cfg = value.partition("=")
         if not sep or not name or not cfg:
-            raise SystemExit(f"[multilingual] --lstm takes name=path/to/config.cfg, got {value!r}")
+            raise SystemExit(f"[multilingual] --lstm takes name=PRESET or name=path/to/config.cfg, got {value!r}")
         if name in SPACY_SYSTEMS or name in systems:
             raise SystemExit(f"[multilingual] --lstm name {name!r} is already taken")
-        path = Path(cfg)
-        if not path.is_absolute() and not path.is_file():
-            path = ROOT / cfg  # relative to the repository root, like project.yml's commands
+        if cfg in preset_names():
+            systems[name] = System(preset=cfg)
+            continue
+        path = Path(cfg) if Path(cfg).is_absolute() or Path(cfg).is_file() else ROOT / cfg
         if not path.is_file():
-            raise SystemExit(f"[multilingual] --lstm {name}: config {cfg} not found")
-        systems[name] = path.resolve()
+            raise SystemExit(f"[multilingual] --lstm {name}: {cfg} is neither a preset nor a config file (not found)")
+        resolved = path.resolve()
+        systems[name] = System(file=str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved))
     return systems
 
 
-def relpath(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
-def machine_info(args: argparse.Namespace) -> Dict:
-    import spacy
-    import thinc
-    import torch
-
-    return {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "python": platform.python_version(), "spacy": spacy.__version__,
-        "thinc": thinc.__version__, "torch": torch.__version__, "torch_threads": args.threads,
-        "batch_size": args.batch_size,
-        "timing": f"median of {args.rounds} rounds x {args.repeats} repeats of nlp.pipe over the eval docs "
-                  "(gold tokens), systems interleaved per treebank, 1 child process per measurement",
-        "train_note": f"{args.threads} torch thread(s) per training, one training at a time; shared 2-core "
-                      "machine: train_seconds are upper bounds",
-    }
-
-
-def notes(systems: Dict[str, Optional[Path]], splits: Dict[str, Dict], errors: Dict) -> List[str]:
+def notes(systems: Dict[str, System], splits: Dict[str, Dict], errors: Dict) -> List[str]:
     out = [
         "Train = *-ud-dev.conllu minus its last 10% of sentences; dev (early stopping, model-best) = that "
         "last 10%; every accuracy is on *-ud-test.conllu (eval), percent. The split is made on CoNLL-U "
         "sentences before spaCy's conllu converter groups them into docs (same n_sents for all systems).",
         "Gold tokens everywhere (gold_preproc = true in training; eval docs built from the gold words). "
         "zh uses spaCy's blank Chinese pipeline; its character segmenter is never used on gold tokens.",
-        "spacy_tagger / spacy_morphologizer: the config `spacy init config -p tagger|morphologizer "
-        "-o efficiency --lang <lang>` makes (generated at run time, saved in the work dir), gold_preproc on.",
+        "spacy_tagger / spacy_morphologizer / lstm_tagger_defaults / lstm_joint_tagger_defaults: the config "
+        "`spacy init config -p tagger|morphologizer|lstm_tagger|lstm_joint_tagger -o efficiency --lang <lang>` "
+        "makes (generated at run time, saved in the work dir), gold_preproc on.",
         "Every system's own batcher/optimizer/dropout; the early-stopping policy in settings is the same for "
         "all. Accuracy keys a system does not predict are null (spaCy's tagger sets no pos/morph; "
         "lstm_tagger sets pos only with joint_pos and morph only with a FEATS head).",
@@ -362,19 +222,27 @@ def notes(systems: Dict[str, Optional[Path]], splits: Dict[str, Dict], errors: D
     return out
 
 
-def collect(args: argparse.Namespace, work: Path, systems: Dict[str, Optional[Path]], splits: Dict[str, Dict],
+# --------------------------------------------------------------------- run
+def collect(args: argparse.Namespace, work: Path, systems: Dict[str, System], splits: Dict[str, Dict],
             errors: Dict, timings: Optional[Dict] = None) -> Dict:
     """The results JSON from whatever is finished in the work dir."""
+    machines = [srsly.read_json(p).get("machine") for tb in splits for s in systems
+                for p in sorted((work / tb / s).glob("timing_*.json")) + [work / tb / s / "eval.json"] if p.exists()]
     result: Dict = {
-        "machine": machine_info(args),
+        "machine": harness.machine_record(
+            next((m for m in reversed(machines) if m), None), torch_threads=args.threads, batch_size=args.batch_size,
+            timing=f"median of {args.rounds} rounds x {args.repeats} repeats of nlp.pipe over the eval docs (gold "
+                   f"tokens; character caches emptied, then filled from {harness.CACHE_WARM_DOCS} train docs, before "
+                   "each pass), systems interleaved per treebank, 1 child process per measurement",
+            train_note=f"{args.threads} torch thread(s) per training, one training at a time; shared 2-core "
+                       "machine: train_seconds are upper bounds"),
         "settings": {
             "data_dir": str(args.data_dir), "dev_fraction": DEV_FRACTION, "n_sents_per_doc": args.n_sents,
             "limit_sents": args.limit_sents, "gold_preproc": True, **training_policy(args),
             "policy_note": "spaCy's early stopping: stop when the dev score has not improved for `patience` "
                            "steps, evaluating every `eval_frequency` steps, at most `max_steps`; model-best "
                            "(best dev score) is evaluated. Same for every system.",
-            "systems": {name: (relpath(cfg) if cfg else f"spacy init config -p {SPACY_SYSTEMS[name]} -o efficiency")
-                        for name, cfg in systems.items()},
+            "systems": {name: system.describe() for name, system in systems.items()},
             "splits": {tb: {k: {kk: vv for kk, vv in s[k].items() if kk != "path"}
                             for k in ("train", "dev", "eval")} for tb, s in splits.items()},
         },
@@ -390,24 +258,21 @@ def collect(args: argparse.Namespace, work: Path, systems: Dict[str, Optional[Pa
             if (tb, system) in errors:
                 rows[system] = {"error": errors[(tb, system)]}
                 continue
-            if not (sdir / "train_result.json").exists() or not (sdir / "eval.json").exists():
+            if not (sdir / harness.RECORD).exists() or not (sdir / "eval.json").exists():
                 continue
-            train = srsly.read_json(sdir / "train_result.json")
-            train.update(best_checkpoint([json.loads(line) for line in (sdir / "train_log.jsonl").open()]))
+            train = srsly.read_json(sdir / harness.RECORD)
             ev = srsly.read_json(sdir / "eval.json")
             timed = (timings or {}).get((tb, system))
             seconds = timed["seconds"] if timed else ev["seconds"]
-            row = {k: None if ev["scores"].get(k) is None else round(100 * ev["scores"][k], 2) for k in ACC_KEYS}
+            row = {k: harness.percent(ev["scores"].get(k)) for k in ACC_KEYS}
             row.update({
                 "words_per_second": round(ev["n_words"] / statistics.median(seconds)),
                 "timing": "interleaved" if timed else "preliminary (one pass after training, not interleaved)",
-                "train_seconds": train["train_seconds"], "train_total_seconds": train["train_total_seconds"],
-                "best_dev_score": train["best_dev_score"], "best_dev_scores": train["best_dev_scores"],
-                "best_step": train["best_step"], "last_step": train["last_step"],
-                "stopped_before_patience": train.get("stopped_before_patience", False),
-                "train_peak_rss_mb": train["train_peak_rss_mb"],
+                **{k: train[k] for k in ("train_seconds", "train_total_seconds", "best_dev_score", "best_dev_scores",
+                                         "best_step", "last_step", "train_peak_rss_mb")},
+                "stopped_before_patience": "stopped_at_step" in train or train.get("stopped_before_patience", False),
                 "inference_peak_rss_mb": timed["inference_peak_rss_mb"] if timed else None,
-                "model_mb": round(dir_size_mb(sdir / "model" / "model-best"), 2),
+                "model_mb": round(harness.dir_size_mb(sdir / "model" / "model-best"), 2),
                 "config": result["settings"]["systems"][system],
             })
             rows[system] = row
@@ -425,11 +290,19 @@ def collect(args: argparse.Namespace, work: Path, systems: Dict[str, Optional[Pa
     return result
 
 
-def write_results(result: Dict, output: Path, plot_png: bool = True) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_json(output, result)
-    if plot_png:
-        plot(result, output.with_suffix(".png"))
+def measure_eval(sdir: Path, data: Dict, args: argparse.Namespace) -> Dict:
+    """Score model-best on the eval file, with one preliminary timing pass (eval.json)."""
+    return harness.measure_in_child(sdir / "eval.json", args.threads, sdir / "train.log",
+                                    model_dir=sdir / "model" / "model-best", corpus=data["eval"]["path"], repeats=1,
+                                    batch_size=args.batch_size, warm=data["train"]["path"], gold_words=True)
+
+
+def select_systems(args: argparse.Namespace) -> Dict[str, System]:
+    systems = {**SPACY_SYSTEMS, **parse_lstm(args.lstm)}
+    unknown = [s for s in args.systems or [] if s not in systems]
+    if unknown:
+        raise SystemExit(f"[multilingual] unknown --systems {unknown}: choose from {list(systems)}")
+    return {s: systems[s] for s in args.systems} if args.systems else systems
 
 
 def run(args: argparse.Namespace) -> Dict:
@@ -438,14 +311,7 @@ def run(args: argparse.Namespace) -> Dict:
         raise SystemExit(f"[multilingual] data directory {data_dir} not found: pass --data-dir with the ud-small "
                          f"treebanks ({', '.join(TREEBANKS)})")
     work, output = Path(args.work_dir).resolve(), Path(args.output)
-    lstm = parse_lstm(args.lstm)
-    systems: Dict[str, Optional[Path]] = {name: None for name in SPACY_SYSTEMS}
-    systems.update(lstm)
-    if args.systems:
-        unknown = [s for s in args.systems if s not in systems]
-        if unknown:
-            raise SystemExit(f"[multilingual] unknown --systems {unknown}: choose from {list(systems)}")
-        systems = {s: systems[s] for s in args.systems}
+    systems = select_systems(args)
     treebanks = args.treebanks or list(TREEBANKS)
     unknown = [tb for tb in treebanks if tb not in TREEBANKS]
     if unknown:
@@ -467,72 +333,53 @@ def run(args: argparse.Namespace) -> Dict:
     policy = training_policy(args)
     errors: Dict[Tuple[str, str], str] = {}
     # 1. train and score, one system at a time over all treebanks (spaCy's baselines first)
-    for system, cfg in systems.items():
+    for name, system in systems.items():
         for tb in treebanks:
+            sdir = work / tb / name
             if args.collect_only:
-                if (work / tb / system / "error.txt").exists():
-                    errors[(tb, system)] = (work / tb / system / "error.txt").read_text(encoding="utf8")
+                if (sdir / "error.txt").exists():
+                    errors[(tb, name)] = (sdir / "error.txt").read_text(encoding="utf8")
                 continue
-            sdir = work / tb / system
-            config = build_config(system, cfg, TREEBANKS[tb], splits[tb], policy, sdir / "train_log.jsonl")
-            done = (sdir / "train_result.json").exists() and (sdir / "eval.json").exists()
-            if done and not args.force:
-                old = (sdir / "config.cfg").read_text(encoding="utf8")
-                if old == config.to_str():
-                    say(f"{tb} {system}: reusing finished training in {sdir}")
-                    continue
-                if args.reuse_trainings:
-                    changed = [line for line in difflib.unified_diff(old.splitlines(), config.to_str().splitlines(),
-                                                                    lineterm="", n=0)
-                               if line[:1] in "+-" and line[:3] not in ("---", "+++")]
-                    say(f"{tb} {system}: reusing finished training (--reuse-trainings) although its config "
-                        f"now differs: {changed}")
-                    continue
-                say(f"{tb} {system}: its config or the policy changed since the finished training: retraining")
-            sdir.mkdir(parents=True, exist_ok=True)
-            for stale in ("train_result.json", "eval.json", "error.txt", *(p.name for p in sdir.glob("timing_*.json"))):
-                (sdir / stale).unlink(missing_ok=True)
-            config.to_disk(sdir / "config.cfg")
-            say(f"{tb} {system}: training ({relpath(cfg) if cfg else 'spacy init config'}; log {sdir / 'train.log'})")
+            config = build_config(system, TREEBANKS[tb], splits[tb], policy, sdir / "train_log.jsonl")
             try:
-                child(["train-one", str(sdir), "--eval", splits[tb]["eval"]["path"], "--threads", str(args.threads),
-                       "--batch-size", str(args.batch_size)], args.threads, sdir / "train.log")
+                trained = harness.train_system(
+                    sdir, config, {"system": name, "config": system.describe()}, threads=args.threads,
+                    say=lambda text, name=name, tb=tb: say(f"{tb} {name}: {text}"), force=args.force,
+                    reuse_changed=args.reuse_trainings, log_path=sdir / "train.log")
+                if not trained and (sdir / "eval.json").exists():
+                    continue
+                scores = measure_eval(sdir, splits[tb], args)["scores"]
             except RuntimeError as err:
-                tail = (sdir / "train.log").read_text(encoding="utf8").strip().splitlines()[-1:]
-                errors[(tb, system)] = f"{err}: {tail[0] if tail else ''}"
-                (sdir / "error.txt").write_text(errors[(tb, system)], encoding="utf8")
-                say(f"{tb} {system}: FAILED {errors[(tb, system)]}")
+                errors[(tb, name)] = str(err)
+                (sdir / "error.txt").write_text(errors[(tb, name)], encoding="utf8")
+                say(f"{tb} {name}: FAILED {errors[(tb, name)]}")
                 continue
-            train = srsly.read_json(sdir / "train_result.json")
-            scores = srsly.read_json(sdir / "eval.json")["scores"]
-            say(f"{tb} {system}: done, best dev {train['best_dev_score']} at step {train['best_step']} "
-                f"({train['train_seconds']} s), eval " + ", ".join(
+            train = srsly.read_json(sdir / harness.RECORD)
+            say(f"{tb} {name}: done, best dev {train['best_dev_score']} at step {train['best_step']} "
+                f"({train['train_seconds']:.1f} s), eval " + ", ".join(
                     f"{k} {100 * v:.2f}" for k, v in scores.items() if v is not None))
-            write_results(collect(args, work, systems, splits, errors), output, plot_png=False)
+            harness.write_results(collect(args, work, systems, splits, errors), output)
     # 2. time every system, interleaved within each treebank
     timings: Dict[Tuple[str, str], Dict] = {}
     for round_ in range(args.rounds):
         for tb in treebanks:
-            for system in systems:
-                sdir = work / tb / system
-                if (tb, system) in errors or not (sdir / "eval.json").exists():
-                    continue
+            for name in systems:
+                sdir = work / tb / name
                 path = sdir / f"timing_{round_}.json"
-                if args.collect_only:
-                    if not path.exists():
-                        continue
-                else:
-                    child(["measure-one", str(sdir / "model" / "model-best"), "--eval", splits[tb]["eval"]["path"],
-                          "--out", str(path), "--threads", str(args.threads), "--repeats", str(args.repeats),
-                          "--batch-size", str(args.batch_size)], args.threads)
-                timed = srsly.read_json(path)
-                row = timings.setdefault((tb, system), {"seconds": [], "inference_peak_rss_mb": 0.0})
+                skip = (tb, name) in errors or not (sdir / "eval.json").exists()
+                if skip or (args.collect_only and not path.exists()):
+                    continue
+                timed = srsly.read_json(path) if args.collect_only else harness.measure_in_child(
+                    path, args.threads, model_dir=sdir / "model" / "model-best", corpus=splits[tb]["eval"]["path"],
+                    repeats=args.repeats, batch_size=args.batch_size, warm=splits[tb]["train"]["path"],
+                    gold_words=True, score=False)
+                row = timings.setdefault((tb, name), {"seconds": [], "inference_peak_rss_mb": 0.0})
                 row["seconds"].extend(timed["seconds"])
                 row["inference_peak_rss_mb"] = max(row["inference_peak_rss_mb"], timed["inference_peak_rss_mb"])
         if not args.collect_only:
             say(f"timing round {round_ + 1}/{args.rounds} done")
     result = collect(args, work, systems, splits, errors, timings)
-    write_results(result, output)
+    harness.write_results(result, output, plot)
     print_table(result)
     say(f"wrote {output} and {output.with_suffix('.png')}")
     return result
@@ -544,15 +391,10 @@ def print_table(result: Dict) -> None:
 
     header = ["treebank", "system", "tag_acc", "pos_acc", "morph_acc", "margin", "words/s", "x spacy",
               "train s", "best dev", "step"]
-    rows = []
-    for tb, systems in result["treebanks"].items():
-        for name, r in systems.items():
-            if "error" in r:
-                rows.append([tb, name, "error", "", "", "", "", "", "", "", ""])
-                continue
-            rows.append([tb, name, r["tag_acc"], r["pos_acc"], r["morph_acc"], r.get("margin"),
-                         r["words_per_second"], r.get("speed_ratio_vs_spacy_tagger"), r["train_seconds"],
-                         r["best_dev_score"], r["best_step"]])
+    keys = ["tag_acc", "pos_acc", "morph_acc", "margin", "words_per_second", "speed_ratio_vs_spacy_tagger",
+            "train_seconds", "best_dev_score", "best_step"]
+    rows = [[tb, name, *(["error"] + [""] * 8 if "error" in r else [r.get(k) for k in keys])]
+            for tb, systems in result["treebanks"].items() for name, r in systems.items()]
     msg.table(rows, header=header, divider=True)
 
 
@@ -603,40 +445,27 @@ def plot(result: Dict, png_path: Path) -> None:
     plt.close(fig)
 
 
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    p_train = sub.add_parser("train-one", help="(child process) train <dir>/config.cfg")
-    p_train.add_argument("out_dir")
-    p_train.add_argument("--eval", required=True)
     p_finish = sub.add_parser("finish-one", help="record and score a training stopped before its patience ran out")
-    p_finish.add_argument("out_dir")
-    p_finish.add_argument("--eval", required=True)
-    p_meas = sub.add_parser("measure-one", help="(child process) score and time a trained pipeline")
-    p_meas.add_argument("model_dir")
-    p_meas.add_argument("--eval", required=True)
-    p_meas.add_argument("--out", required=True)
-    p_meas.add_argument("--score", action="store_true", help="also score accuracy on --eval")
-    for p in (parser, p_train, p_finish, p_meas):
-        p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per child process")
-        p.add_argument("--repeats", type=int, default=3, help="nlp.pipe passes per timing child")
-        p.add_argument("--batch-size", type=int, default=256)
+    p_finish.add_argument("out_dir", type=Path, help="a treebank's system folder of --work-dir")
+    for p in (parser, p_finish):
+        harness.add_run_options(p, threads=1, work_dir="work_multilingual", output="multilingual.json")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                         help="folder with nl_alpino/, fi_tdt/, ga_idt/, zh_gsd/ (default: ../shared/data/ud-small)")
     parser.add_argument("--treebanks", nargs="*", help=f"default: {' '.join(TREEBANKS)}")
-    parser.add_argument("--lstm", action="append", metavar="NAME=CONFIG",
-                        help="an lstm_tagger system (repeatable); default lstm_tagger=configs/lstm_tagger_small.cfg and lstm_joint_tagger=configs/lstm_tagger_joint.cfg")
+    parser.add_argument("--lstm", action="append", metavar="NAME=PRESET|CONFIG",
+                        help=f"an lstm_tagger system (repeatable); default: {', '.join(DEFAULT_LSTM)}")
     parser.add_argument("--systems", nargs="*", help="only these systems (default: spaCy's two + every --lstm)")
     parser.add_argument("--n-sents", type=int, default=10, help="sentences per doc (spacy convert -n)")
     parser.add_argument("--limit-sents", type=int, default=0, help="use only the first N sentences of each file (tests)")
     parser.add_argument("--max-steps", type=int, default=10000)
     parser.add_argument("--patience", type=int, default=1000)
     parser.add_argument("--eval-frequency", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--force", action="store_true", help="retrain finished systems")
-    parser.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work_multilingual"))
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "multilingual.json"))
-    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --output's JSON")
     parser.add_argument("--reuse-trainings", action="store_true",
                         help="reuse finished trainings even where the config text changed since (the changed "
                              "lines are logged): e.g. inference-only settings added with their default values")
@@ -644,16 +473,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="train and time nothing: rebuild the JSON, PNG and table from the work dir "
                              "(its timing_<round>.json files, rounds < --rounds)")
     args = parser.parse_args(argv)
-    if args.command == "train-one":
-        train_one(Path(args.out_dir), Path(args.eval), args.threads, args.batch_size)
-    elif args.command == "finish-one":
-        finish_one(Path(args.out_dir), Path(args.eval), args.threads, args.batch_size)
-    elif args.command == "measure-one":
-        measure_one(Path(args.model_dir), Path(args.eval), Path(args.out), args.threads, args.repeats,
-                    args.batch_size, args.score)
+    if args.command == "finish-one":
+        harness.finish_one(args.out_dir, args.threads)
+        data = srsly.read_json(args.out_dir.parent / "data" / "split.json")
+        measure_eval(args.out_dir, data, args)
     elif args.replot:
-        result = srsly.read_json(args.output)
-        plot(result, Path(args.output).with_suffix(".png"))
+        plot(srsly.read_json(args.output), Path(args.output).with_suffix(".png"))
     else:
         run(args)
 

@@ -1,8 +1,7 @@
 """Train floret static vectors on the training corpus's own text.
 
-No pretrained vectors can be downloaded on the benchmark machines (and the
-issue's targets forbid pretrained data), so the static-vectors feature is
-measured with vectors learned from EWT train itself: floret (fastText with
+The static-vectors feature measured without any pretrained data: vectors
+learned from EWT train itself with floret (fastText with
 hashed subwords, the format of spaCy's own ``--mode floret`` vectors) over
 the gold-tokenized training sentences. The result is a spaCy pipeline
 directory usable as ``[initialize] vectors``.

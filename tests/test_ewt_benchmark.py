@@ -1,4 +1,5 @@
-"""The EWT benchmark harness: what its timing children see (issue 17)."""
+"""benchmarks/ewt_benchmark.py and the harness it shares with multilingual.py:
+what timing children see, what each system trains with, resuming."""
 import sys
 from pathlib import Path
 
@@ -9,10 +10,11 @@ from conftest import make_examples, train_tiny
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import ewt_benchmark  # noqa: E402
+import harness  # noqa: E402
 
 
 def test_timing_children_run_every_thread_pool_single_threaded():
-    env = ewt_benchmark.single_threaded_env(1)
+    env = harness.single_threaded_env(1)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
         assert env[name] == "1"
 
@@ -30,7 +32,7 @@ def test_char_caches_are_emptied_before_each_timed_pass(tmp_path):
         shim = model.layers[0].shims[0]
         root = shim._model if shim.predict_module is None else shim.predict_module.current.module
         assert len(root.char_encoder.cache) > 0
-        assert ewt_benchmark.empty_char_caches(loaded) == n_caches
+        assert harness.empty_char_caches(loaded) == n_caches
         assert len(root.char_encoder.cache) == 0
 
 
@@ -41,25 +43,57 @@ def test_numpy_blas_variant_measures_the_trained_spacy_tagger():
     assert set(ewt_benchmark.SPACY_BASELINES) <= set(ewt_benchmark.DEFAULT_SYSTEMS)
 
 
-def test_a_distilled_row_names_the_teachers_it_was_trained_by(tmp_path, monkeypatch):
+def _args(tmp_path, *extra):
+    """The benchmark's options (the files need not exist to build configs)."""
+    return ewt_benchmark.build_parser().parse_args([
+        "--work-dir", str(tmp_path / "work"), "--train", str(tmp_path / "train.spacy"),
+        "--dev", str(tmp_path / "dev.spacy"), *extra])
+
+
+def test_a_distilled_student_trains_after_its_teachers_on_their_models(tmp_path):
+    args = _args(tmp_path, "--max-steps", "7")
+    order = ewt_benchmark.training_order(["lstm_tagger_distilled", "lstm_tagger_ensemble_bf16"])
+    assert order.index("lstm_tagger_accuracy") < order.index("lstm_tagger_distilled")
+    assert order.index("lstm_tagger_efficiency_seed1") < order.index("lstm_tagger_ensemble")
+    assert "lstm_tagger_ensemble_bf16" not in order  # a variant trains nothing of its own
+    config = ewt_benchmark.system_config("lstm_tagger_distilled", args)
     work = tmp_path / "work"
-    taught = {"system": "lstm_tagger_distilled", "teachers": [
-        str(work / "lstm_tagger_accuracy" / "model" / "model-best"), str(tmp_path / "elsewhere" / "model-best")]}
-    assert ewt_benchmark.teacher_names(taught, work) == ["lstm_tagger_accuracy", str(tmp_path / "elsewhere" / "model-best")]
-    # train-one run by hand with relative paths (from the repo root)
-    relative = {"system": "lstm_tagger_distilled", "teachers": ["work/lstm_tagger_efficiency/model/model-best"]}
-    monkeypatch.chdir(tmp_path)
-    assert ewt_benchmark.teacher_names(relative, work) == ["lstm_tagger_efficiency"]
-    # a training record without teachers (e.g. finish-one): the benchmark's recipe
-    assert ewt_benchmark.teacher_names({"system": "lstm_tagger_distilled"}, work) == \
-        ewt_benchmark.TEACHERS["lstm_tagger_distilled"] == ["lstm_tagger_accuracy", "lstm_tagger_efficiency"]
+    assert config["paths"]["teacher"] == [str(work / t / "model" / "model-best")
+                                          for t in ("lstm_tagger_accuracy", "lstm_tagger_efficiency")]
+    assert config["paths"]["train"] == str(tmp_path / "train.spacy") and config["training"]["max_steps"] == 7
+    teachers = ["lstm_tagger_accuracy", str(work / "x" / "model" / "model-best")]
+    record = {"config": "preset distilled", "teachers": teachers,
+              "train_seconds": 1.0, "train_total_seconds": 2.0, "best_step": 0, "max_steps": 7,
+              "train_peak_rss_mb": 1.0, "curve": []}
+    measured = {"scores": {"tag_acc": 0.5, "pos_acc": None, "doc_tag_acc": 0.25}, "n_words": 10,
+                "inference_peak_rss_mb": 3.0}
+    (work / "lstm_tagger_distilled" / "model" / "model-best").mkdir(parents=True)
+    row = ewt_benchmark.row("lstm_tagger_distilled", record, measured, [2.0, 1.0, 5.0], work)
+    assert row["teachers"] == ["lstm_tagger_accuracy", "x"] and row["words_per_second"] == 5
+    assert (row["tag_acc"], row["pos_acc"], row["doc_tag_acc"]) == (50.0, None, 25.0)
+
+
+def test_the_defaults_system_is_what_spacy_init_config_writes(tmp_path):
+    """lstm_tagger_defaults: the factory's defaults and spaCy's training block,
+    only the data (paths, gold tokens, as every system here) and the logger set."""
+    from spacy.cli.init_config import init_config
+
+    assert "lstm_tagger_defaults" in ewt_benchmark.DEFAULT_SYSTEMS
+    config = ewt_benchmark.system_config("lstm_tagger_defaults", _args(tmp_path))
+    spacy_config = init_config(lang="en", pipeline=["lstm_tagger"], optimize="efficiency", gpu=False, silent=True)
+    assert config["components"] == spacy_config["components"]
+    assert config["nlp"] == spacy_config["nlp"]
+    assert {k: v for k, v in config["training"].items() if k != "logger"} == \
+        {k: v for k, v in spacy_config["training"].items() if k != "logger"}
+    assert config["training"]["logger"]["@loggers"] == harness.LOGGER
+    assert config["corpora"]["train"]["gold_preproc"] and not spacy_config["corpora"]["train"]["gold_preproc"]
+    assert ewt_benchmark.SYSTEMS["lstm_tagger_defaults"].describe() == "spacy init config -p lstm_tagger -o efficiency"
 
 
 def test_whole_documents_keep_every_sentence_and_the_gold_tokens():
     """doc_tag_acc tags each document in one Doc, on its gold tokens (the
     tokenizer would split "New-York"), not one Doc per sentence."""
     from spacy.tokens import Doc
-    from spacy.training import Example
 
     nlp = spacy.blank("en")
     words = ["New-York", "is", "big", ".", "I", "like", "it", "."]
@@ -67,52 +101,114 @@ def test_whole_documents_keep_every_sentence_and_the_gold_tokens():
                     tags=["NNP", "VBZ", "JJ", ".", "PRP", "VBP", "PRP", "."],
                     sent_starts=[True, False, False, False, True, False, False, False])
     assert len(nlp.make_doc(reference.text)) > len(words)
-    (example,) = ewt_benchmark.whole_documents([Example(nlp.make_doc(reference.text), reference)])
+    (example,) = harness.whole_documents([reference])
     assert [t.text for t in example.predicted] == words
     assert example.predicted.text == reference.text
     assert not example.predicted.has_annotation("TAG")
     assert example.reference is reference
 
 
-def test_train_one_config_trains_another_config_under_the_systems_name(tmp_path, monkeypatch):
+def _train_one_by_hand(tmp_path, monkeypatch, *argv):
+    """``ewt_benchmark.py train-one ...`` with the training itself left out:
+    the config and record it would train with."""
+    import srsly
+    from spacy.util import load_config
+
     calls = []
-    monkeypatch.setattr(ewt_benchmark, "train_one", lambda system, config, *args, **kwargs: calls.append((system, config)))
-    ewt_benchmark.main(["train-one", "lstm_tagger_efficiency", "--work-dir", str(tmp_path)])
-    other = tmp_path / "older.cfg"
-    ewt_benchmark.main(["train-one", "lstm_tagger_efficiency", "--work-dir", str(tmp_path), "--config", str(other)])
-    assert calls == [("lstm_tagger_efficiency", ewt_benchmark.SYSTEMS["lstm_tagger_efficiency"]),
-                     ("lstm_tagger_efficiency", other.resolve())]
+    monkeypatch.setattr(harness, "train_one", lambda out_dir, threads: calls.append(out_dir))
+    ewt_benchmark.main(["train-one", *argv, "--work-dir", str(tmp_path / "work")])
+    (out_dir,) = calls
+    return load_config(out_dir / "config.cfg", interpolate=False), srsly.read_json(out_dir / "system.json")
 
 
-def test_a_training_record_keeps_the_overrides_it_was_trained_with(tmp_path):
-    """A second-seed run (``train-one ... --set system.seed=1``) must not be
-    recorded as if it were the config as committed."""
+def test_train_one_config_trains_another_config_under_the_systems_name(tmp_path, monkeypatch):
+    from spacy.util import load_config
+
+    from spacy_lstm_tagger.presets import preset_config
+
+    config, meta = _train_one_by_hand(tmp_path, monkeypatch, "lstm_tagger_efficiency")
+    assert config["components"] == preset_config("efficiency")["components"]
+    assert meta == {"system": "lstm_tagger_efficiency", "config": "preset efficiency"}
+    other = harness.ROOT / "configs" / "spacy_tagger.cfg"
+    config, meta = _train_one_by_hand(tmp_path, monkeypatch, "lstm_tagger_efficiency", "--config", str(other))
+    assert config["components"] == load_config(other, interpolate=False)["components"]
+    assert meta["config"] == str(other)
+
+
+def test_a_seed_system_trains_its_config_with_its_seed(tmp_path, monkeypatch):
+    config, meta = _train_one_by_hand(tmp_path, monkeypatch, "lstm_tagger_efficiency_seed1")
+    assert config["system"]["seed"] == 1 and meta["overrides"] == {"system.seed": 1}
+    config, meta = _train_one_by_hand(tmp_path, monkeypatch, "lstm_tagger_efficiency_seed1", "--set", "system.seed=7")
+    assert config["system"]["seed"] == 7 and meta["overrides"] == {"system.seed": 7}
+
+
+def test_a_training_record_keeps_what_the_benchmark_said_about_the_system(tmp_path):
+    """A second-seed run must not be recorded as if it were the config as
+    committed; model-best is the last of equal best scores (what spaCy saved)."""
     import json
 
     import srsly
 
+    from spacy_lstm_tagger.presets import preset_config
+
     (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(row) for row in (
         {"seconds": 1.0, "step": 0, "epoch": 0, "score": 0.1, "scores": {"tag_acc": 0.1}},
         {"seconds": 2.0, "step": 500, "epoch": 1, "score": 0.9, "scores": {"tag_acc": 0.9}},
+        {"seconds": 3.0, "step": 1000, "epoch": 2, "score": 0.9, "scores": {"tag_acc": 0.9}},
+        {"seconds": 4.0, "step": 1500, "epoch": 3, "score": 0.8, "scores": {"tag_acc": 0.8}},
     )))
-    config = ewt_benchmark.SYSTEMS["lstm_tagger_efficiency"]
-    ewt_benchmark.write_train_result("lstm_tagger_efficiency", config, tmp_path, 3.0, 1, 500, 1.0,
-                                     overrides={"system.seed": 1})
-    record = srsly.read_json(tmp_path / "train_result.json")
-    assert record["overrides"] == {"system.seed": 1}
-    assert (record["best_step"], record["train_seconds"]) == (500, 2.0)
-    ewt_benchmark.write_train_result("lstm_tagger_efficiency", config, tmp_path, 3.0, 1, 500, 1.0)
-    assert "overrides" not in srsly.read_json(tmp_path / "train_result.json")
+    preset_config("efficiency").to_disk(tmp_path / "config.cfg")
+    srsly.write_json(tmp_path / "system.json", {"system": "s", "overrides": {"system.seed": 1}})
+    record = harness.write_record(tmp_path, 5.0, 1, 10.0)
+    assert record == srsly.read_json(tmp_path / "train_result.json")
+    assert record["overrides"] == {"system.seed": 1} and record["system"] == "s"
+    assert (record["best_step"], record["train_seconds"], record["best_dev_score"]) == (1000, 3.0, 90.0)
+    assert (record["train_total_seconds"], record["last_step"], record["train_peak_rss_mb"]) == (5.0, 1500, 10.0)
+    assert record["max_steps"] == preset_config("efficiency")["training"]["max_steps"]
+    (tmp_path / "system.json").unlink()
+    assert "overrides" not in harness.write_record(tmp_path, 5.0, 1, 10.0)
+    # stopped by hand: refused while a record exists, then recorded from the log
+    (tmp_path / "model" / "model-best").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="already has a finished training"):
+        harness.finish_one(tmp_path, 1)
+    (tmp_path / "train_result.json").unlink()
+    stopped = harness.finish_one(tmp_path, 1)
+    assert stopped["stopped_at_step"] == 1500 and stopped["train_total_seconds"] == 4.0
 
 
-def test_a_seed_system_trains_its_config_with_its_seed(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(ewt_benchmark, "train_one", lambda system, config, *args: calls.append((system, config, args[-1])))
-    ewt_benchmark.main(["train-one", "lstm_tagger_efficiency_seed1", "--work-dir", str(tmp_path)])
-    ewt_benchmark.main(["train-one", "lstm_tagger_efficiency_seed1", "--work-dir", str(tmp_path), "--set", "system.seed=7"])
-    config = ewt_benchmark.SYSTEMS["lstm_tagger_efficiency"]
-    assert calls == [("lstm_tagger_efficiency_seed1", config, {"system.seed": 1}),
-                     ("lstm_tagger_efficiency_seed1", config, {"system.seed": 7})]
+def test_a_tiny_run_trains_scores_times_and_resumes(tmp_path, capsys):
+    """The whole benchmark on a four-sentence corpus: spaCy's tagger (also on
+    numpy's BLAS) and the lstm_tagger factory defaults, two steps each."""
+    import srsly
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    corpus = tmp_path / "tiny.spacy"
+    DocBin(docs=[eg.reference for eg in make_examples(nlp)]).to_disk(corpus)
+    out = tmp_path / "ewt.json"
+    argv = ["--train", str(corpus), "--dev", str(corpus), "--work-dir", str(tmp_path / "work"), "--output", str(out),
+            "--threads", "1", "--max-steps", "2", "--rounds", "2", "--repeats", "1",
+            "--systems", "spacy_tagger", "lstm_tagger_defaults", "spacy_tagger_numpy_blas"]
+    ewt_benchmark.main(argv)
+    result = srsly.read_json(out)
+    rows = result["systems"]
+    assert list(rows) == ["spacy_tagger", "lstm_tagger_defaults", "spacy_tagger_numpy_blas"]
+    for name, r in rows.items():
+        assert 0 <= r["tag_acc"] <= 100 and r["words_per_second"] > 0 and r["max_steps"] == 2
+        base = rows["spacy_tagger"]["words_per_second"]
+        assert r["speed_ratio_vs_spacy_tagger"] == round(r["words_per_second"] / base, 2)
+        assert "speed_ratio_vs_fastest_spacy" in r and r["curve"] and r["model_mb"] > 0
+    assert rows["lstm_tagger_defaults"]["config"] == "spacy init config -p lstm_tagger -o efficiency"
+    assert rows["spacy_tagger"]["config"] == "configs/spacy_tagger.cfg"
+    assert len(list((tmp_path / "work" / "lstm_tagger_defaults").glob("measure_*.json"))) == 2
+    assert result["machine"]["timing"].startswith("median of 2 rounds") and "cpu_model" in result["machine"]
+    assert out.with_suffix(".png").stat().st_size > 0
+    stamp = (tmp_path / "work" / "lstm_tagger_defaults" / "train_result.json").stat().st_mtime_ns
+    capsys.readouterr()
+    ewt_benchmark.main([*argv[:-4], "--systems", "lstm_tagger_defaults", "--rounds", "1"])
+    assert "lstm_tagger_defaults: reusing finished training" in capsys.readouterr().out
+    assert (tmp_path / "work" / "lstm_tagger_defaults" / "train_result.json").stat().st_mtime_ns == stamp
+    assert srsly.read_json(out)["systems"]["lstm_tagger_defaults"]["tag_acc"] == rows["lstm_tagger_defaults"]["tag_acc"]
 
 
 def test_an_ensemble_system_is_assembled_from_its_trained_members(tmp_path, monkeypatch):
@@ -127,7 +223,7 @@ def test_an_ensemble_system_is_assembled_from_its_trained_members(tmp_path, monk
         (work / name / "model").mkdir(parents=True)
         train_tiny(n_iter=3, seed=seed).to_disk(work / name / "model" / "model-best")
         srsly.write_json(work / name / "train_result.json", {
-            "config": f"configs/{name}.cfg", "train_seconds": seconds, "train_total_seconds": seconds + 1,
+            "config": f"preset {name}", "train_seconds": seconds, "train_total_seconds": seconds + 1,
             "train_peak_rss_mb": 100.0 + seconds, "torch_threads": 1, "max_steps": 500})
     monkeypatch.setitem(ewt_benchmark.ENSEMBLES, "ens", list(members))
     ewt_benchmark.assemble_one("ens", work)
@@ -138,7 +234,7 @@ def test_an_ensemble_system_is_assembled_from_its_trained_members(tmp_path, monk
     nlp = spacy.load(work / "ens" / "model" / "model-best", config=overrides)
     assert [m["bfloat16"] for m in nlp.config["components"]["lstm_tagger"]["model"]["*"].values()] == [True, True]
     list(nlp.pipe([eg.reference.text for eg in make_examples(nlp)]))
-    assert ewt_benchmark.empty_char_caches(nlp) == 4  # two members, each a float module and a bf16 copy
+    assert harness.empty_char_caches(nlp) == 4  # two members, each a float module and a bf16 copy
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc (VmHWM)")
@@ -152,8 +248,8 @@ def test_a_measuring_childs_peak_rss_is_its_own():
 
     held = numpy.ones((300, 1024, 1024), dtype=numpy.uint8)  # noqa: F841 (held while the child runs)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from ewt_benchmark import peak_rss_mb; print(peak_rss_mb())")
-    out = subprocess.run([sys.executable, "-c", code, str(Path(ewt_benchmark.__file__).parent)],
+            "from harness import peak_rss_mb; print(peak_rss_mb())")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(harness.__file__).parent)],
                          capture_output=True, text=True, check=True, timeout=300)
     assert float(out.stdout.strip().splitlines()[-1]) < 250
 
@@ -165,10 +261,10 @@ def test_the_tagging_peak_rss_leaves_out_what_scoring_held():
     import numpy
 
     held = numpy.ones((300, 1024, 1024), dtype=numpy.uint8)
-    before = ewt_benchmark.peak_rss_mb()
+    before = harness.peak_rss_mb()
     del held
-    assert ewt_benchmark.reset_peak_rss()
-    after = ewt_benchmark.peak_rss_mb()
+    assert harness.reset_peak_rss()
+    after = harness.peak_rss_mb()
     assert after < before - 200
     numpy.ones((100, 1024, 1024), dtype=numpy.uint8)
-    assert ewt_benchmark.peak_rss_mb() > after + 50
+    assert harness.peak_rss_mb() > after + 50

@@ -1,4 +1,4 @@
-"""The benchmark's machine record names the CPU and its vector ISA (issue 17)."""
+"""The benchmark's machine record names the CPU and its vector ISA."""
 import sys
 from pathlib import Path
 
@@ -27,7 +27,7 @@ def test_machine_info_has_torch_dispatch_and_threads():
 
 def test_machine_info_names_blis_kernels_and_gemm_speeds():
     """Where blis runs its 'generic' kernels spaCy's tagger is several times
-    slower (benchmarks/NOTES.md): the record says which kernel set blis took
+    slower: the record says which kernel set blis took
     and what one matrix product costs in each library."""
     import torch
 

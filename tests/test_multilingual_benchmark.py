@@ -1,6 +1,7 @@
 """benchmarks/multilingual.py on a tiny slice of one ud-small treebank: the
 train/dev split (last 10% held out, no overlap, eval untouched), the results
 JSON's schema and resuming a finished run."""
+import argparse
 import importlib.util
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_best_checkpoint_is_the_one_spacy_saved():
     """spaCy saves model-best on every score equal to the best so far: the last tie."""
     log = [{"epoch": 0, "step": step, "score": score, "seconds": step / 10, "scores": {"tag_acc": score, "speed": 1.0}}
            for step, score in ((0, 0.2), (100, 0.8), (200, 0.9), (300, 0.85), (400, 0.9), (500, 0.7))]
-    best = bench.best_checkpoint(log)
+    best = bench.harness.best_checkpoint(log)
     assert (best["best_step"], best["train_seconds"], best["best_dev_score"]) == (400, 40.0, 90.0)
     assert best["best_dev_scores"] == {"tag_acc": 90.0}
 
@@ -55,6 +56,28 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="data directory .*not found"):
         bench.main(["--data-dir", str(tmp_path / "nowhere"), "--work-dir", str(tmp_path / "w"),
                     "--output", str(tmp_path / "r.json")])
+
+
+def test_the_default_systems_and_the_shared_step_policy(tmp_path):
+    """Every system gets the benchmark's step policy and data; the defaults
+    systems are otherwise exactly what `spacy init config -p FACTORY` writes."""
+    from spacy.cli.init_config import init_config
+
+    systems = bench.select_systems(argparse.Namespace(lstm=None, systems=None))
+    assert list(systems) == ["spacy_tagger", "spacy_morphologizer", "lstm_tagger", "lstm_joint_tagger",
+                             "lstm_tagger_defaults", "lstm_joint_tagger_defaults"]
+    policy = {"max_steps": 30, "patience": 20, "eval_frequency": 10, "max_epochs": 0}
+    data = {split: {"path": str(tmp_path / f"{split}.spacy")} for split in ("train", "dev")}
+    for name, factory in (("lstm_tagger_defaults", "lstm_tagger"), ("lstm_joint_tagger_defaults", "lstm_joint_tagger")):
+        config = bench.build_config(systems[name], "fi", data, policy, tmp_path / "log.jsonl")
+        spacy_config = init_config(lang="fi", pipeline=[factory], optimize="efficiency", gpu=False, silent=True)
+        assert config["components"] == spacy_config["components"] and config["nlp"]["lang"] == "fi"
+        assert {k: config["training"][k] for k in policy} == policy
+        assert config["training"]["optimizer"] == spacy_config["training"]["optimizer"]
+        assert config["training"]["batcher"] == spacy_config["training"]["batcher"]
+        assert config["paths"]["train"] == data["train"]["path"] and config["corpora"]["dev"]["gold_preproc"]
+    assert bench.parse_lstm(["mine=efficiency"])["mine"].preset == "efficiency"
+    assert bench.parse_lstm(["mine=configs/spacy_tagger.cfg"])["mine"].file == "configs/spacy_tagger.cfg"
 
 
 def test_bad_lstm_option_is_a_clear_error(tmp_path):
@@ -92,7 +115,7 @@ def test_end_to_end_schema_and_resume(tmp_path):
     work, out = tmp_path / "work", tmp_path / "results" / "multilingual.json"
     argv = ["--data-dir", str(DATA_DIR), "--treebanks", TREEBANK, "--limit-sents", "30", "--n-sents", "5",
             "--max-steps", "4", "--eval-frequency", "2", "--patience", "4", "--rounds", "0",
-            "--systems", "spacy_tagger", "spacy_morphologizer", "lstm_tagger",
+            "--systems", "spacy_tagger", "spacy_morphologizer", "lstm_tagger", "lstm_joint_tagger_defaults",
             "--work-dir", str(work), "--output", str(out)]
     bench.main(argv)
     result = srsly.read_json(out)
@@ -100,15 +123,21 @@ def test_end_to_end_schema_and_resume(tmp_path):
     assert result["complete"] is False  # timing only preliminary with --rounds 0
     assert result["settings"]["max_steps"] == 4 and result["settings"]["patience"] == 4
     rows = result["treebanks"][TREEBANK]
-    assert set(rows) == {"spacy_tagger", "spacy_morphologizer", "lstm_tagger"}
-    for name in ("spacy_tagger", "lstm_tagger"):
+    assert set(rows) == {"spacy_tagger", "spacy_morphologizer", "lstm_tagger", "lstm_joint_tagger_defaults"}
+    for name in ("spacy_tagger", "lstm_tagger", "lstm_joint_tagger_defaults"):
         assert 0 <= rows[name]["tag_acc"] <= 100
         assert rows[name]["words_per_second"] > 0 and rows[name]["train_seconds"] >= 0
     assert rows["spacy_tagger"]["pos_acc"] is None and rows["spacy_tagger"]["morph_acc"] is None
     assert rows["spacy_morphologizer"]["tag_acc"] is None
     assert 0 <= rows["spacy_morphologizer"]["pos_acc"] <= 100 and 0 <= rows["spacy_morphologizer"]["morph_acc"] <= 100
     assert rows["lstm_tagger"]["margin"] == round(rows["lstm_tagger"]["tag_acc"] - rows["spacy_tagger"]["tag_acc"], 2)
-    assert result["margins"][TREEBANK] == {"lstm_tagger": rows["lstm_tagger"]["margin"]}
+    assert result["margins"][TREEBANK] == {s: rows[s]["margin"] for s in ("lstm_tagger", "lstm_joint_tagger_defaults")}
+    # the joint factory's defaults also write UPOS and FEATS, scored against spaCy's morphologizer
+    assert 0 <= rows["lstm_joint_tagger_defaults"]["pos_acc"] <= 100
+    assert 0 <= rows["lstm_joint_tagger_defaults"]["morph_acc"] <= 100
+    assert result["settings"]["systems"]["lstm_joint_tagger_defaults"] == \
+        "spacy init config -p lstm_joint_tagger -o efficiency"
+    assert result["settings"]["systems"]["lstm_tagger"] == "preset small"
     assert rows["lstm_tagger"]["best_step"] in (0, 2, 4)
     assert out.with_suffix(".png").stat().st_size > 0
     assert all(r["timing"].startswith("preliminary") for r in rows.values())  # --rounds 0: no interleaved timing
@@ -149,10 +178,11 @@ def test_spacy_tagger_trains_on_a_tag_that_looks_negative(tmp_path):
         return data
 
     policy = {"max_steps": 2, "patience": 2, "eval_frequency": 1, "max_epochs": 0}
-    plain = bench.build_config("spacy_tagger", None, "ga", data_with(["Noun", "Prep", "Punct"]), policy, tmp_path / "l")
+    spacy_tagger = bench.SPACY_SYSTEMS["spacy_tagger"]
+    plain = bench.build_config(spacy_tagger, "ga", data_with(["Noun", "Prep", "Punct"]), policy, tmp_path / "l")
     assert plain["components"]["tagger"]["neg_prefix"] == "!"
     data = data_with(["Noun", "Prep", "!"])
-    config = bench.build_config("spacy_tagger", None, "ga", data, policy, tmp_path / "l")
+    config = bench.build_config(spacy_tagger, "ga", data, policy, tmp_path / "l")
     assert config["components"]["tagger"]["neg_prefix"] == ""
     for neg_prefix, fails in (("!", True), ("", False)):
         config["components"]["tagger"]["neg_prefix"] = neg_prefix
