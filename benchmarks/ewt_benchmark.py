@@ -40,7 +40,9 @@ MAIN_SYSTEMS = {
 # ("floret": vectors learned from the train corpus itself, train_vectors.py);
 # the transformer needs spacy-transformers (pip install spacy-transformers==1.4.0)
 OTHER_SYSTEMS = {
-    # the optional features, each against lstm_tagger_efficiency (ewt_features.json)
+    # the optional features and the pretrained inputs, each against the same
+    # settings without the feature (ewt_features.json, ewt_pretrained.json)
+    "lstm_tagger_features_baseline": System(preset="features_baseline"),
     "lstm_tagger_efficiency_crf": System(preset="efficiency_crf"),
     "lstm_tagger_efficiency_joint_pos": System(preset="efficiency_joint_pos"),
     "lstm_tagger_efficiency_vectors": System(preset="efficiency_vectors", resources={"vectors": "floret"}),
@@ -82,7 +84,8 @@ def model_settings(**settings: Any) -> Dict:
 
 # Inference-only variants: a trained system loaded with config overrides.
 VARIANTS = {
-    "lstm_tagger_efficiency_probs": ("lstm_tagger_efficiency", {"components": {"lstm_tagger": {"store_probabilities": True}}}),
+    "lstm_tagger_features_baseline_probs": (
+        "lstm_tagger_features_baseline", {"components": {"lstm_tagger": {"store_probabilities": True}}}),
     # int8 dynamic quantization (model setting quantize): its speed and accuracy cost
     "lstm_tagger_efficiency_int8": ("lstm_tagger_efficiency", model_settings(quantize=True)),
     "lstm_tagger_accuracy_int8": ("lstm_tagger_accuracy", model_settings(quantize=True)),

