@@ -91,7 +91,7 @@ def tag_command(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (e.g. tcp://host:8786); implies --engine dask. Default: a LocalCluster"),
     n_workers: Optional[int] = typer.Option(None, "--n-workers", help="LocalCluster worker processes, one thread each (default: one per CPU)"),
     partition_size: int = typer.Option(5000, "--partition-size", help="Docs per partition (one output file each; the unit of resuming)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per process (default: torch's default for one local process, 1 per worker otherwise)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch intra-op threads per process (default: 1, lstm_tagger's own default unless OMP_NUM_THREADS is set; more pays only on a machine with idle cores)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr, per batch, with docs/s and ETA (default: when stderr is a terminal)"),
     probabilities: bool = typer.Option(False, "--probabilities", help="Every lstm_tagger stores tag_prob / tag_alternatives (written to the JSONL and the DocBin's user data)"),
     sentences: Sentences = typer.Option(Sentences.sentencizer, "--sentences", help="What a text line (or JSONL record) becomes: one Doc either way; sentencizer = its sentences split by spaCy's sentencizer (added after the tagger when no component of the pipeline sets sentence boundaries; tags unchanged), one CoNLL-U sentence each; line = one sentence, whatever it holds. CoNLL-U input keeps its sentences"),

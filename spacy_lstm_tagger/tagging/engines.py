@@ -134,8 +134,8 @@ def tag_corpus(
     """Tag ``inputs`` with ``model`` into ``output``/part-NNNNN.{spacy,jsonl}.
 
     engine "local": ``n_process`` processes (a pool of our own when > 1);
-    ``threads`` sets torch's threads in the single process (default: torch's
-    default) or in each worker process (default 1).
+    ``threads`` sets torch's threads in the single process or in each worker
+    process (default: the lstm_tagger's own choice, 1 per process).
     engine "dask": ``client`` (an existing ``distributed.Client``), else
     ``scheduler`` (an address), else a new ``LocalCluster`` of ``n_workers``
     single-threaded processes (default: one per CPU); ``threads`` torch
