@@ -376,7 +376,7 @@ class LSTMTagger(Tagger):
         """What spaCy's ``Tagger.set_annotations`` writes (``overwrite``
         honoured), one array per Doc: spaCy's per-token loop hashes the
         label's string for every token (6 ms against 2.3 ms for the EWT dev
-        set, benchmarks/NOTES.md). Labels that are spaCy symbols keep their
+        set). Labels that are spaCy symbols keep their
         symbol ids, as in spaCy's loop."""
         keys = [self.vocab.strings.add(label) for label in self.labels]
         self._write_guesses(docs, tag_guesses, TAG, keys)

@@ -23,7 +23,7 @@ def length_buckets(lengths: Sequence[int], chunk_tokens: int = INFERENCE_CHUNK_T
     as long as its first one, and about ``chunk_tokens`` padded positions
     (one sequence if longer). Padded positions are then fewer than twice the
     tokens, so the CRF's cost is linear in tokens, whatever the mix of
-    lengths in a batch (one long Doc no longer pads every short one)."""
+    lengths in a batch (one long Doc does not pad every short one)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     group: List[int] = []
     for i in order:

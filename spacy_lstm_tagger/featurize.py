@@ -105,8 +105,8 @@ def encode_chars(
     hashed into the remaining rows, so any Unicode string is valid input."""
     head = max_chars - max_chars // 2
     tail = max_chars // 2
-    # one encode for the whole batch (a per-word loop cost ~7 us per type:
-    # benchmarks/NOTES.md); utf-32 gives one unit per code point, as len() counts
+    # one encode for the whole batch (a per-word loop costs ~7 us per type);
+    # utf-32 gives one unit per code point, as len() counts
     full_lengths = numpy.fromiter(map(len, words), dtype="int64", count=len(words))
     cps = numpy.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype="<u4")
     if len(cps) and int(full_lengths.max()) > max_chars:

@@ -100,7 +100,7 @@ def build_wordchar_bilstm_tagger(
         further features) linearly to this width before the sentence BiLSTM;
         0 (the default): no projection. Its input product is most of the
         BiLSTM's work, so a narrow input makes inference faster (the word-type
-        part is projected once per type; benchmarks/NOTES.md).
+        part is projected once per type).
     word_dropout: training-time probability of replacing a word's embedding
         with the unknown-word row, so rare words lean on their characters.
     max_window, window_context: Docs longer than ``max_window`` tokens are
@@ -122,7 +122,7 @@ def build_wordchar_bilstm_tagger(
     bfloat16: at inference, run a bfloat16 copy of the whole module
         (quantize.py); training and the saved weights stay float32. A tagging
         pass was 1.2-1.9x faster on a CPU with native bf16 (avx512_bf16, AMX;
-        benchmarks/NOTES.md); without native bf16 (no avx512_bf16 or AMX) it
+        docs/speed-and-hardware.md); without native bf16 (no avx512_bf16 or AMX) it
         is slower than float32 and warns. ``"auto"``: bfloat16 only on a CPU
         that runs it natively, float32 elsewhere (GPUs too), so one config is
         safe on every machine (the shipped configs' and ``add_pipe``'s
@@ -206,7 +206,7 @@ def build_wordchar_bilstm_tagger_v2(
         learns them faster than the character BiLSTM. 0/false turns them off.
     dropout, word_dropout: 0.5 and 0.25 (v1: 0.33 and 0.1). On corpora of a
         few hundred sentences the weaker setting memorizes the training words
-        and wins less on unseen ones (``benchmarks/NOTES.md``).
+        and wins less on unseen ones (``docs/treebanks.md``).
     joint_morph: add a head for UD FEATS (``Token.morph``): each FEATS string
         seen in training is one class, like spaCy's ``morphologizer``. Its
         columns come after the tag (and POS) columns; the number of classes

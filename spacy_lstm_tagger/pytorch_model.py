@@ -317,7 +317,7 @@ class WordCharBiLSTMTagger(nn.Module):
     @staticmethod
     def _per_token(types: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
         # index_select, not types[token_types]: on CPU advanced indexing is
-        # several times slower (benchmarks/NOTES.md)
+        # several times slower (benchmarks/microbench.py)
         return types.index_select(0, token_types.reshape(-1)).view(*token_types.shape, -1)
 
     def _projected_inference_inputs(
@@ -374,8 +374,8 @@ class WordCharBiLSTMTagger(nn.Module):
         """The inference path: the same scores as training computes without
         dropout, run on chunks of sequences of similar length. Each chunk goes
         from ids to scores on its own, so no (n_seqs, max_len, hidden) tensor
-        is ever built: big fresh buffers cost a page fault per 4 KiB, which
-        was a third of inference time (benchmarks/NOTES.md). Positions past
+        is ever built: big fresh buffers cost a page fault per 4 KiB, a third
+        of inference time with one such tensor (``benchmarks/microbench.py chunks``). Positions past
         a sequence's length are zero."""
         n_seqs, max_len = token_types.shape
 
@@ -404,7 +404,7 @@ def summed_rows(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
     """``embedding(ids).sum(dim=-2)`` in one fused lookup (``embedding_bag``):
     the same values, without the (..., n_ids, width) intermediate and its
     strided reduction: 5x faster in float32 and 17x in bfloat16 on CPU
-    (benchmarks/NOTES.md)."""
+    (``benchmarks/microbench.py``)."""
     flat = F.embedding_bag(ids.reshape(-1, ids.shape[-1]), embedding.weight, mode="sum")
     return flat.view(*ids.shape[:-1], flat.shape[-1])
 
@@ -472,8 +472,8 @@ def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``x`` (length, n_seqs, width) with its positions reordered by the flat
     ``rows`` of :func:`reversal_rows`. One row copy per position
     (``index_select``): on CPU over 10x faster than the element-wise
-    ``gather`` it replaced, which was a tenth of inference time
-    (benchmarks/NOTES.md)."""
+    ``gather``, which would be a tenth of inference time
+    (``benchmarks/microbench.py``)."""
     length, n_seqs, width = x.shape
     return x.reshape(length * n_seqs, width).index_select(0, rows).view(length, n_seqs, width)
 

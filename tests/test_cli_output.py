@@ -1,4 +1,4 @@
-"""`tag` output and the command line's edges (issue 14 items 4-8): CoNLL-U
+"""`tag` output and the command line's edges: CoNLL-U
 out (valid UD, input columns kept), `-o -`, token offsets, --probabilities,
 clean errors, per-batch progress, and the documented spaCy/Thinc behaviours."""
 import json
@@ -106,7 +106,7 @@ def work(tmp_path_factory):
     return path
 
 
-# --- item 4: CoNLL-U out, stdout, offsets, probabilities -----------------------
+# --- CoNLL-U out, stdout, offsets, probabilities -----------------------
 
 def test_conllu_from_text_is_valid_ud(work, tmp_path):
     """One sentence per line (--sentences line), so every CoNLL-U sentence
@@ -273,7 +273,7 @@ def test_probabilities_of_two_taggers_with_the_same_names_is_an_error(tmp_path):
     assert result.exit_code == 1 and "'a' and 'b'" in result.output and "distinct prob_attr" in result.output
 
 
-# --- item 6: clean errors ---------------------------------------------------------
+# --- clean errors ---------------------------------------------------------
 
 def assert_clean_failure(result, message):
     assert result.exit_code == 1, result.output
@@ -338,7 +338,7 @@ def test_version():
     assert result.exit_code == 0 and result.output.startswith(f"spacy-lstm-tagger {__version__} (spaCy ")
 
 
-# --- item 7: progress per batch ------------------------------------------------------
+# --- progress per batch ------------------------------------------------------
 
 def recording_progress(updates: list):
     """A stand-in for the engines' progress bar that records each update."""
@@ -394,7 +394,7 @@ def test_progress_bar_shows_rate_and_eta(work, tmp_path, capsys):
     assert "4/4" in err and "doc/s" in err and "<" in err  # elapsed<remaining, rate
 
 
-# --- item 8: what the README says about spaCy's own commands -----------------------------
+# --- spaCy's own commands with the plugin -----------------------------
 
 def test_spacy_apply_works_with_the_plugin(work, tmp_path):
     from spacy.cli.apply import apply

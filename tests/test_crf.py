@@ -169,7 +169,7 @@ def test_crf_partial_annotation_gradient_and_label_smoothing_error():
         blank.add_pipe("lstm_tagger", config={"model": {**TINY_MODEL, "crf": True}, "label_smoothing": 0.1})
 
 
-# --- decoding per length bucket (issue 16 item 6) ---------------------------------
+# --- decoding per length bucket ---------------------------------
 
 
 def padded_positions_seen(monkeypatch, crf):
@@ -203,9 +203,9 @@ def one_padded_batch(scores):
 
 @pytest.mark.parametrize("chunk_tokens", [None, 64])
 def test_crf_cost_is_linear_in_tokens_and_results_equal_one_padded_batch(monkeypatch, chunk_tokens):
-    """One long Doc among many short ones used to pad all of them to its
-    length for Viterbi, marginals and the loss (issue 16: 4,590 tokens among
-    100 Docs: 463k positions). The results are the same."""
+    """One long Doc among many short ones does not pad all of them to its
+    length for Viterbi, marginals and the loss (4,590 tokens among 100 Docs
+    would be 463k positions), and the results equal one padded batch's."""
     from thinc.api import NumpyOps
 
     from spacy_lstm_tagger.crf import crf_loss, crf_marginals, viterbi_decode

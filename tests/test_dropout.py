@@ -1,4 +1,4 @@
-"""``[training] dropout`` and the model's own dropout (issue 35): spaCy's
+"""``[training] dropout`` and the model's own dropout: spaCy's
 standard value keeps the recipe, another value is honoured, nothing warns."""
 import warnings
 

@@ -1,5 +1,5 @@
 """A pipeline that fails to load names the file it was reading and the
-pipeline it belongs to (issue 37 item 7): spaCy's own errors, such as
+pipeline it belongs to: spaCy's own errors, such as
 "Expected object or value" for a truncated ``vocab/strings.json``, name
 neither."""
 import shutil

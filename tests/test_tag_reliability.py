@@ -1,4 +1,4 @@
-"""The tag CLI's reliability promises (issue 16, items 7-12): bad input and bad
+"""The tag CLI's reliability promises: bad input and bad
 arguments stop before anything is written, interrupts leave only complete
 partitions and no orphan workers, a resume refuses changed models and inputs,
 and which outputs are byte-identical."""
@@ -236,7 +236,7 @@ def test_resume_refuses_an_input_edited_in_place(trained_model_dir, tmp_path):
     assert (stats.n_skipped, stats.n_submitted) == (2, 1)
 
 
-# --- issue 37: a resume never keeps stale or damaged partitions ---------------
+# --- a resume never keeps stale or damaged partitions ---------------
 
 THREE_LINES = "I like ham\nEat eggs\nThey like eggs\n"
 
@@ -569,7 +569,7 @@ def test_a_killed_pool_worker_fails_the_run_cleanly(trained_model_dir, long_corp
     assert stats.n_skipped > 0 and stats.n_skipped + stats.n_submitted == N_LONG // 40
 
 
-# --- issue 15.5: the tagging package's modules import each other without cycles -----
+# --- the tagging package's modules import each other without cycles -----
 
 def test_tagging_modules_import_without_cycles():
     """Every import between ``spacy_lstm_tagger/tagging/*.py`` (also the lazy

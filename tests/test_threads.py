@@ -1,4 +1,4 @@
-"""torch's intra-op threads: one per process unless the user chose (issue 35)."""
+"""torch's intra-op threads: one per process unless the user chose."""
 import subprocess
 import sys
 import textwrap

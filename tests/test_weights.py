@@ -1,6 +1,6 @@
-"""A saved pipeline that disagrees with itself never loads silently (issue 16
-items 1-5): labels vs weights, model attrs vs weights, corrupted or
-non-finite weights, decompression bombs, and config bounds at build time."""
+"""A saved pipeline that disagrees with itself never loads silently: labels
+vs weights, model attrs vs weights, corrupted or non-finite weights,
+decompression bombs, and config bounds at build time."""
 import inspect
 import io
 import json
@@ -129,7 +129,7 @@ def tags(nlp, texts=TEXTS):
     return [[t.tag_ for t in doc] for doc in nlp.pipe(texts)]
 
 
-# --- item 1: labels vs weights ------------------------------------------------
+# --- labels vs weights ------------------------------------------------
 
 LABEL_EDITS = {
     "one removed": lambda labels: labels[:-1],
@@ -185,7 +185,7 @@ def test_bytes_roundtrip_checks_labels_too(trained_nlp):
     fresh.from_bytes(data)  # and the untouched bytes load
 
 
-# --- item 2: model attrs vs weights --------------------------------------------
+# --- model attrs vs weights --------------------------------------------
 
 
 @pytest.mark.parametrize("attr", ["crf", "joint_pos"])
@@ -196,7 +196,7 @@ def test_switch_flipped_in_the_model_file_fails_at_load(saved, workdir, attr):
         spacy.load(path)
 
 
-# --- item 3: corruption, dtypes, non-finite values --------------------------------
+# --- corruption, dtypes, non-finite values --------------------------------
 
 
 def test_one_flipped_byte_in_the_weights_fails_at_load(saved, trained_nlp, workdir):
@@ -253,7 +253,7 @@ def test_resaving_keeps_the_checks(saved, workdir):
         spacy.load(workdir / "again")
 
 
-# --- issue 37: every byte that decides the tags is checked ---------------------
+# --- every byte that decides the tags is checked ---------------------
 
 
 def swap_two_labels(path: Path) -> None:
@@ -401,7 +401,7 @@ def test_bytes_after_the_saved_model_are_refused(saved, workdir):
         spacy.load(path)
 
 
-# --- item 4: decompression bomb ---------------------------------------------------
+# --- decompression bomb ---------------------------------------------------
 
 
 def deflate(archive: bytes) -> bytes:
@@ -438,7 +438,7 @@ def test_recompressed_weights_are_refused_before_any_tensor_is_read(saved, workd
     assert not materialized
 
 
-# --- item 5: config bounds ----------------------------------------------------------
+# --- config bounds ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -479,7 +479,7 @@ def test_out_of_bounds_v2_settings_fail_when_the_model_is_built(setting):
 
 
 def test_n_word_hashes_bound_is_what_training_supports():
-    """5 used to build and then fail at the first update; 4 trains."""
+    """5 is refused when the model is built (it would fail at the first update); 4 trains."""
     nlp = train_tiny(n_iter=1, n_word_hashes=4)
     assert len(tags(nlp)) == len(TEXTS)
     with pytest.raises(ValueError, match="n_word_hashes = 5: must be in \\[1, 4\\]"):
