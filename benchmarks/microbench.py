@@ -18,6 +18,12 @@
         dynamic quantization, for the shapes of both configs. Run it under
         ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 to see a CPU
         without AVX-512.
+    python benchmarks/microbench.py cache MODEL_OR_CONFIG --batch-size 16
+        predict with the character-encoding cache off, cold (emptied before
+        each timed run) and warm.
+    python benchmarks/microbench.py int8 MODEL_OR_CONFIG
+        predict with float vs int8 (model setting quantize) weights, and how
+        often their argmax agrees.
 
 All print the median of interleaved repeats, 1 torch thread.
 """
@@ -191,6 +197,77 @@ def copy_to_bf16(lstm):
     return copy.deepcopy(lstm).bfloat16()
 
 
+def load_pipeline(model_or_config: str, dev: str, **model_settings):
+    """A trained pipeline, or an untrained one built from a config's
+    architecture (labels from ``dev``); ``model_settings`` override the model's."""
+    from pathlib import Path
+
+    import spacy
+    from spacy.training import Corpus
+    from spacy.util import load_config
+
+    overrides = {"components": {"lstm_tagger": {"model": model_settings}}} if model_settings else {}
+    if Path(model_or_config).is_dir():
+        return spacy.load(model_or_config, config=overrides)
+    config = load_config(model_or_config)
+    nlp = spacy.blank(config["nlp"]["lang"])
+    component = dict(config["components"]["lstm_tagger"])
+    component.pop("factory")
+    component["model"] = {**component["model"], **model_settings}
+    nlp.add_pipe("lstm_tagger", config=component)
+    examples = list(Corpus(dev)(nlp))
+    nlp.initialize(lambda: examples)
+    return nlp
+
+
+def dev_docs(nlp, dev: str):
+    from spacy.training import Corpus
+
+    return [nlp.make_doc(eg.reference.text) for eg in Corpus(dev)(nlp)]
+
+
+
+def bench_cache(model_or_config: str, dev: str, repeats: int, batch_size: int) -> None:
+    from spacy_lstm_tagger.model import get_torch_module
+
+    nlp = load_pipeline(model_or_config, dev)
+    tagger = nlp.get_pipe("lstm_tagger")
+    encoder = get_torch_module(tagger.model).char_encoder
+    cache = encoder.cache
+    docs = dev_docs(nlp, dev)
+    batches = [docs[i : i + batch_size] for i in range(0, len(docs), batch_size)]
+
+    def run(mode):
+        def tag():
+            encoder.cache = None if mode == "off" else cache
+            if mode == "cold":
+                cache.clear()
+            for batch in batches:
+                tagger.predict(batch)
+        return tag
+
+    medians = median_times({mode: run(mode) for mode in ("off", "cold", "warm")}, repeats)
+    encoder.cache = cache
+    print(f"char cache, batches of {batch_size} docs: " + ", ".join(f"{k} {v:.3f} s" for k, v in medians.items())
+          + f"; speed-up cold {medians['off'] / medians['cold']:.2f}x, warm {medians['off'] / medians['warm']:.2f}x; "
+          f"{len(cache):,} types cached")
+
+
+def bench_int8(model_or_config: str, dev: str, repeats: int) -> None:
+    import numpy
+
+    nlp = load_pipeline(model_or_config, dev)
+    quantized = load_pipeline(model_or_config, dev, quantize=True)
+    if not __import__("pathlib").Path(model_or_config).is_dir():
+        quantized.get_pipe("lstm_tagger").from_bytes(nlp.get_pipe("lstm_tagger").to_bytes())
+    docs = dev_docs(nlp, dev)
+    pipes = {"float": nlp.get_pipe("lstm_tagger"), "int8": quantized.get_pipe("lstm_tagger")}
+    medians = median_times({name: (lambda pipe=pipe: pipe.predict(docs)) for name, pipe in pipes.items()}, repeats)
+    guesses = {name: numpy.concatenate([s.argmax(axis=1) for s in pipe.model.predict(docs)]) for name, pipe in pipes.items()}
+    print(f"float {medians['float']:.3f} s, int8 {medians['int8']:.3f} s: {medians['float'] / medians['int8']:.2f}x; "
+          f"argmax agreement {numpy.mean(guesses['float'] == guesses['int8']):.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +277,11 @@ def main() -> None:
     sub.add_parser("chunks")
     sub.add_parser("crf-loss")
     sub.add_parser("kernels")
+    for name in ("cache", "int8"):
+        p = sub.add_parser(name)
+        p.add_argument("model_or_config")
+        p.add_argument("--dev", default="corpus/en_ewt-ud-dev.spacy")
+        p.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -209,6 +291,10 @@ def main() -> None:
         bench_chunks(args.repeats)
     elif args.command == "kernels":
         bench_kernels(args.repeats)
+    elif args.command == "cache":
+        bench_cache(args.model_or_config, args.dev, args.repeats, args.batch_size)
+    elif args.command == "int8":
+        bench_int8(args.model_or_config, args.dev, args.repeats)
     else:
         bench_crf_loss(args.repeats)
 

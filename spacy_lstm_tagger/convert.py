@@ -59,6 +59,31 @@ def tag_column(block: str, path: Path, tags: str = "xpos") -> List[str]:
     return out
 
 
+def _sentence_name(block: str, number: int) -> str:
+    sent_id = next((line.split("=", 1)[1].strip() for line in block.split("\n")
+                    if line.startswith("# sent_id") and "=" in line), None)
+    return f"sentence {number}" + (f" ({sent_id})" if sent_id else "")
+
+
+def check_sentence(block: str, number: int, path: Path) -> None:
+    """Word ids 1..n in order and heads within the sentence: what spaCy's
+    converter assumes and, when it does not hold, fails on deep inside
+    ``Doc.from_array`` (e.g. a sentence cut off mid-way)."""
+    ids, heads = [], []
+    for line in block.split("\n"):
+        cols = line.split("\t")
+        if line.startswith("#") or len(cols) != 10 or not cols[0].isdigit():
+            continue
+        ids.append(int(cols[0]))
+        heads.append(cols[6])
+    where = f"{path}: {_sentence_name(block, number)}"
+    if ids != list(range(1, len(ids) + 1)):
+        raise ConvertError(f"{where}: word ids are not 1, 2, ..., {len(ids)} (a sentence cut short or two run together?)")
+    for word_id, head in zip(ids, heads):
+        if head != "_" and not (head.isdigit() and int(head) <= len(ids)):
+            raise ConvertError(f"{where}: word {word_id} has head {head!r}, not a word of the sentence (0-{len(ids)})")
+
+
 def to_docs(blocks: Sequence[str], path: Path, n_sents: int = 10, tags: str = "xpos") -> List[Doc]:
     """spaCy's CoNLL-U converter (``n_sents`` sentences per Doc), with
     ``Token.tag_`` from the ``tags`` column; a ``_`` there is a missing tag."""
@@ -66,7 +91,12 @@ def to_docs(blocks: Sequence[str], path: Path, n_sents: int = 10, tags: str = "x
 
     if not blocks:
         return []
-    docs = list(conllu_to_docs("\n\n".join(blocks) + "\n\n", n_sents=n_sents, no_print=True))
+    for number, block in enumerate(blocks, 1):
+        check_sentence(block, number, path)
+    try:
+        docs = list(conllu_to_docs("\n\n".join(blocks) + "\n\n", n_sents=n_sents, no_print=True))
+    except (ValueError, KeyError, IndexError) as err:
+        raise ConvertError(f"{path}: spaCy's CoNLL-U converter failed: {err}") from None
     column = [tag for block in blocks for tag in tag_column(block, path, tags)]
     tokens = [token for doc in docs for token in doc]
     if len(tokens) != len(column):

@@ -178,3 +178,19 @@ def test_bad_inputs_are_one_clear_line(tmp_path: Path):
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert expected in flat(result.output), result.output
 
+
+
+def test_a_broken_sentence_is_named_not_a_traceback(tmp_path: Path):
+    """A sentence cut off mid-way (a head past its last word) or two run
+    together (ids restarting) is one line naming the file and the sentence,
+    not spaCy's E190 from deep inside Doc.from_array."""
+    good = conllu_sentence(["a", "b"], ["X", "Y"])
+    cut = "# sent_id = s2\n" + "\n".join(good.split("\n")[1:]).replace("\t0\troot", "\t5\troot")
+    doubled = conllu_sentence(["a", "b"], ["X", "Y"]) + "\n" + conllu_sentence(["c"], ["Z"]).split("\n", 1)[1]
+    for broken, message in ((cut, "sentence 2 (s2): word 1 has head '5', not a word of the sentence"),
+                            (doubled, "sentence 2: word ids are not 1, 2, ..., 3")):
+        path = write_conllu(tmp_path / "in.conllu", [good, broken])
+        result = invoke("convert", path, tmp_path / "out.spacy")
+        assert result.exit_code == 1, result.output
+        assert message in flat(result.output) and "Traceback" not in result.output
+        assert not (tmp_path / "out.spacy").exists()

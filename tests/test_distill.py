@@ -102,8 +102,8 @@ def test_distillation_errors_are_clear(teacher, tmp_path):
         attach(train_tiny(n_iter=0).get_pipe("lstm_tagger"), teacher, 0.5, teacher_component="tagger")
     with pytest.raises(ValueError, match="ensemble is empty"):
         attach(train_tiny(n_iter=0).get_pipe("lstm_tagger"), [], 0.5)
-    for path, message in ((tmp_path / "missing", "teacher pipeline"), (None, "paths.teacher"), ([], "paths.teacher"),
-                          ([tmp_path / "missing"], "teacher pipeline")):
+    for path, message in ((tmp_path / "missing", "Could not load the distillation teacher"), (None, "paths.teacher"), ([], "paths.teacher"),
+                          ([tmp_path / "missing"], "Could not load the distillation teacher")):
         nlp = distilled_nlp(path)
         examples = make_examples(nlp)
         with pytest.raises(ValueError, match=message):
