@@ -16,6 +16,7 @@ The component only sees a Thinc ``Model``; everything torch is behind the
 small API of :mod:`spacy_lstm_tagger.model`.
 """
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
-from wasabi import msg
+from wasabi import Printer
 
 from .distill import Teacher, distill_update
 from .model import (
@@ -301,8 +302,10 @@ class LSTMTagger(Tagger):
         super().initialize(get_examples, nlp=nlp, labels=labels)
         self._threads_pid = None
         choice = self._ensure_threads()
-        msg.info(f"[{self.name}] torch intra-op threads: {choice.n_threads} ({choice.reason}; "
-                 "set threads = N or OMP_NUM_THREADS to change)")
+        # stderr, where spaCy's logger writes: a user's own stdout stays theirs
+        print(Printer(no_print=True).info(f"[{self.name}] torch intra-op threads: {choice.n_threads} "
+                                          f"({choice.reason}; set threads = N or OMP_NUM_THREADS to change)"),
+              file=sys.stderr)
         self._warn_undeclared_assignments(nlp)
         record_labels_with_weights(self.model, self._labels_by_head())
 
@@ -467,8 +470,9 @@ class LSTMTagger(Tagger):
         if rate is not None and not self._said_dropout:
             self._said_dropout = True
             own, word = configured_dropout(self.model)
-            msg.info(f"[{self.name}] dropout {rate} ([training] dropout) replaces the model's dropout {own} "
-                     f"for training (word_dropout {word} kept)")
+            print(Printer(no_print=True).info(
+                f"[{self.name}] dropout {rate} ([training] dropout) replaces the model's dropout {own} "
+                f"for training (word_dropout {word} kept)"), file=sys.stderr)
         with dropout_override(self.model, rate):
             if self.teacher is not None:
                 return distill_update(self, examples, drop=drop, sgd=sgd, losses=losses)

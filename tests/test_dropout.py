@@ -37,7 +37,7 @@ def test_override_is_said_once(new_tagger, capsys):
     setup = new_tagger(dropout=0.5)
     for _ in range(3):
         setup.nlp.update(setup.examples, sgd=setup.optimizer, drop=0.3)
-    out = " ".join(capsys.readouterr().out.split())  # wasabi wraps lines
+    out = " ".join(capsys.readouterr().err.split())  # on stderr; wasabi wraps lines
     assert out.count("dropout 0.3 ([training] dropout) replaces the model's dropout 0.5") == 1
 
 

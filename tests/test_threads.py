@@ -27,7 +27,7 @@ def fresh_default(monkeypatch):
 def test_default_is_one_thread_and_is_printed(fresh_default, new_tagger, capsys):
     new_tagger()  # initialize: where training starts
     assert torch.get_num_threads() == 1
-    out = " ".join(capsys.readouterr().out.split())  # wasabi wraps lines
+    out = " ".join(capsys.readouterr().err.split())  # on stderr; wasabi wraps lines
     assert "[lstm_tagger] torch intra-op threads: 1 (default;" in out and "threads = N" in out
 
 
@@ -45,7 +45,7 @@ def test_environment_variable_is_the_users_choice(fresh_default, monkeypatch, ne
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     new_tagger()
     assert torch.get_num_threads() == 2
-    assert "torch intra-op threads: 2 (OMP_NUM_THREADS=2;" in " ".join(capsys.readouterr().out.split())
+    assert "torch intra-op threads: 2 (OMP_NUM_THREADS=2;" in " ".join(capsys.readouterr().err.split())
 
 
 def test_set_num_threads_after_import_is_the_users_choice(fresh_default, new_tagger):
