@@ -209,7 +209,7 @@ def confusion_command(
 def init_config_command(
     ctx: typer.Context,
     output: str = typer.Argument(..., help="Config file to write, or - for stdout"),
-    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="A shipped config, named without its lstm_tagger_ / lstm_ prefix: efficiency, accuracy, small, joint, ..."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="The recipe: small (the default, any language and corpus size up to tens of thousands of words), efficiency (large corpora, fast), accuracy, joint (also UPOS and FEATS), distilled, distilled_fast, efficiency_transformer, or a one-feature variant (efficiency_crf, efficiency_vectors, ...; an unknown name lists them all)"),
     lang: Optional[str] = typer.Option(None, "--lang", "-l", help="Language code for [nlp] lang (default: the preset's, en)"),
 ) -> None:
     """Write a tuned training config (a preset) for `spacy train`. Extra

@@ -192,9 +192,10 @@ def build_wordchar_bilstm_tagger_v2(
 ) -> Model[List[Doc], List[Floats2d]]:
     """Build the word + character BiLSTM tagger model, version 2.
 
-    As version 1 (see there for the shared arguments), with defaults that
-    win on small and large corpora alike (``configs/lstm_tagger_small.cfg``),
-    and ``n_chars`` 8192 so that non-Latin scripts (every code point from 256
+    As version 1 (see there for the shared arguments), with the default
+    recipe's settings as defaults (``configs/lstm_tagger_small.cfg``, for any
+    language and small or mid-size corpora; ``lstm_tagger_efficiency.cfg`` is
+    faster on large ones), and ``n_chars`` 8192 so that non-Latin scripts (every code point from 256
     up is hashed) share far fewer character rows. Plus:
 
     n_prefixes, n_suffixes, use_shape, n_affix_rows, affix_embed_size: each
