@@ -82,7 +82,9 @@ def main() -> None:
     outputs = {}
     try:
         data = repeated_input(args.input, args.repeat, workdir)
-        common = dict(formats="spacy", partition_size=args.partition_size, batch_size=args.batch_size, progress=None)
+        # each line is one EWT sentence: no sentence splitting, only the engines differ
+        common = dict(formats="spacy", partition_size=args.partition_size, batch_size=args.batch_size, progress=None,
+                      sentences="line")
         if "single" in engines:
             msg.info(f"1 process ({args.threads} torch thread(s))")
             out = outputs["single"] = workdir / "single"
