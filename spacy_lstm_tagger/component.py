@@ -38,8 +38,8 @@ from wasabi import Printer
 
 from .distill import Teacher, distill_update
 from .model import (
-    ThreadChoice, apply_threads, built_attrs, choose_threads, current_threads, check_loaded_weights, configured_dropout, crf_decode, crf_loss,
-    crf_marginals, dropout_override, join_heads, record_labels_with_weights, split_heads,
+    ThreadChoice, apply_threads, built_attrs, check_loaded_weights, choose_threads, configured_dropout, crf_decode,
+    crf_loss, crf_marginals, current_threads, dropout_override, join_heads, record_labels_with_weights, split_heads,
 )
 
 # v2's defaults, inference in bfloat16 where the hardware runs it natively
