@@ -357,8 +357,11 @@ def label_difference(saved: Sequence[str], labels: Sequence[str]) -> str:
     """What changed from the saved label list to the cfg's, in a few words."""
     added, removed = [x for x in labels if x not in saved], [x for x in saved if x not in labels]
     if added or removed:
-        return f"the weights have {_few(removed) or 'no other labels'}, the cfg has {_few(added) or 'no other labels'} instead"
-    i = next(i for i, (a, b) in enumerate(zip(saved, labels)) if a != b)
+        return (f"the weights have {_few(removed) or 'no other labels'}, "
+                f"the cfg has {_few(added) or 'no other labels'} instead")
+    i = next((i for i, (a, b) in enumerate(zip(saved, labels)) if a != b), None)
+    if i is None:  # the same labels, one list repeating some
+        return f"the weights have {len(saved)} labels, the cfg {len(labels)}"
     return f"label #{i} is {labels[i]!r} in the cfg, {saved[i]!r} in the weights (the order changed)"
 
 
