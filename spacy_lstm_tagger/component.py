@@ -79,6 +79,11 @@ for _name in (DEFAULT_PROB_ATTR, DEFAULT_ALTERNATIVES_ATTR):
     _register_token_extension(_name, "extension name")
 
 
+def _say(text: str) -> None:
+    """An info line on stderr, where spaCy's logger writes: a user's own stdout stays theirs."""
+    print(Printer(no_print=True).info(text), file=sys.stderr)
+
+
 @dataclass
 class TagPredictions:
     """What ``predict`` returns when probabilities are stored or a joint head
@@ -302,10 +307,8 @@ class LSTMTagger(Tagger):
         super().initialize(get_examples, nlp=nlp, labels=labels)
         self._threads_pid = None
         choice = self._ensure_threads()
-        # stderr, where spaCy's logger writes: a user's own stdout stays theirs
-        print(Printer(no_print=True).info(f"[{self.name}] torch intra-op threads: {choice.n_threads} "
-                                          f"({choice.reason}; set threads = N or OMP_NUM_THREADS to change)"),
-              file=sys.stderr)
+        _say(f"[{self.name}] torch intra-op threads: {choice.n_threads} "
+             f"({choice.reason}; set threads = N or OMP_NUM_THREADS to change)")
         self._warn_undeclared_assignments(nlp)
         record_labels_with_weights(self.model, self._labels_by_head())
 
@@ -470,9 +473,8 @@ class LSTMTagger(Tagger):
         if rate is not None and not self._said_dropout:
             self._said_dropout = True
             own, word = configured_dropout(self.model)
-            print(Printer(no_print=True).info(
-                f"[{self.name}] dropout {rate} ([training] dropout) replaces the model's dropout {own} "
-                f"for training (word_dropout {word} kept)"), file=sys.stderr)
+            _say(f"[{self.name}] dropout {rate} ([training] dropout) replaces the model's dropout {own} "
+                 f"for training (word_dropout {word} kept)")
         with dropout_override(self.model, rate):
             if self.teacher is not None:
                 return distill_update(self, examples, drop=drop, sgd=sgd, losses=losses)
