@@ -6,18 +6,19 @@ model, so labels, ``spacy init labels``, ``overwrite``, ``neg_prefix``,
 serialization behave exactly as users know them. What they add: empty tags
 read as missing, one torch thread per process by default (``threads``),
 ``[training] dropout`` read without discarding the model's own, clear errors for unknown
-labels and bad saved weights, and opt-in features: tag probabilities
-(``store_probabilities``), CRF decoding and joint UPOS / FEATS heads (model
-settings ``crf``, ``joint_pos``, ``joint_morph``). ``lstm_joint_tagger`` is
-the same component with the joint heads on, declared as assigning
-``token.pos`` and ``token.morph`` too (what ``nlp.analyze_pipes`` reads).
+labels and bad saved weights, auxiliary UPOS / FEATS heads (model settings
+``joint_pos``, ``joint_morph``; ``"auto"`` by default: trained on the gold
+UPOS and FEATS wherever the training data has them, skipped at inference),
+and opt-in features: tag probabilities (``store_probabilities``) and CRF
+decoding (``crf``). ``lstm_joint_tagger`` is the same component that also
+writes what its joint heads predict, declared as assigning ``token.pos`` and
+``token.morph`` too (what ``nlp.analyze_pipes`` reads).
 
 The component only sees a Thinc ``Model``; everything torch is behind the
 small API of :mod:`spacy_lstm_tagger.model`.
 """
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -38,15 +39,20 @@ from wasabi import Printer
 
 from .distill import Teacher, distill_update
 from .model import (
-    ThreadChoice, apply_threads, built_attrs, check_loaded_weights, choose_threads, configured_dropout, crf_decode,
-    crf_loss, crf_marginals, current_threads, dropout_override, join_heads, record_labels_with_weights, split_heads,
+    HEAD_DIMS, ThreadChoice, apply_threads, built_attrs, check_loaded_weights, choose_threads, configured_dropout,
+    crf_decode, crf_loss, crf_marginals, current_threads, dropout_override, join_heads, record_labels_with_weights,
+    set_predicted_heads, split_heads,
 )
 
-# v2's defaults, inference in bfloat16 where the hardware runs it natively
-# (float32 elsewhere), as the shipped configs.
+# v2's defaults, with the auxiliary UPOS and FEATS heads wherever the training
+# data has that annotation (docs/treebanks.md: they help most on small
+# corpora, and cost nothing at inference), inference in bfloat16 where the
+# hardware runs it natively (float32 elsewhere), as the shipped configs.
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
+joint_pos = "auto"
+joint_morph = "auto"
 bfloat16 = "auto"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
@@ -148,6 +154,13 @@ def make_lstm_tagger(
     """Create an ``lstm_tagger``: a part-of-speech tagger powered by a word +
     character BiLSTM written in PyTorch. Predicted tags go to ``Token.tag_``.
 
+    Auxiliary heads: with the model's ``joint_pos`` / ``joint_morph`` on
+    (``"auto"``, the default: on when the training data has UPOS / FEATS),
+    the model also learns to predict the gold UPOS and FEATS during training,
+    which improves the tags on small corpora; at inference those heads are
+    not run and nothing but ``Token.tag_`` is written (``lstm_joint_tagger``
+    writes them). What ``initialize`` decided is printed there.
+
     Dropout: the model's ``dropout`` (sentence BiLSTM input, between layers,
     output) and ``word_dropout`` settings are the recipe's regularization.
     ``[training] dropout`` (``nlp.update(drop=...)``) of 0 or spaCy's default
@@ -172,6 +185,16 @@ def make_lstm_tagger(
         ``tag -n N``) get 1 each unless their creator set a count
         (``model.choose_threads``).
     """
+    return _make_pipe(
+        nlp, name, model, overwrite=overwrite, scorer=scorer, neg_prefix=neg_prefix,
+        label_smoothing=label_smoothing, store_probabilities=store_probabilities, n_alternatives=n_alternatives,
+        prob_attr=prob_attr, alternatives_attr=alternatives_attr, threads=threads, write_joint_heads=False,
+    )
+
+
+def _make_pipe(nlp: Language, name: str, model: Model, *, store_probabilities: bool, prob_attr: str,
+               alternatives_attr: str, **settings) -> "LSTMTagger":
+    """Both factories: the component, once ``name``'s extensions are its own."""
     for other in nlp.components:
         pipe = other[1]
         if isinstance(pipe, LSTMTagger) and (store_probabilities or pipe.store_probabilities):
@@ -183,10 +206,8 @@ def make_lstm_tagger(
                     "each other's probabilities."
                 )
     return LSTMTagger(
-        nlp.vocab, model, name, overwrite=overwrite, scorer=scorer,
-        neg_prefix=neg_prefix, label_smoothing=label_smoothing,
-        store_probabilities=store_probabilities, n_alternatives=n_alternatives,
-        prob_attr=prob_attr, alternatives_attr=alternatives_attr, threads=threads,
+        nlp.vocab, model, name, store_probabilities=store_probabilities, prob_attr=prob_attr,
+        alternatives_attr=alternatives_attr, **settings,
     )
 
 
@@ -214,9 +235,10 @@ def make_lstm_joint_tagger(
     heads on, writing ``Token.tag_``, ``Token.pos_`` and ``Token.morph`` from
     one model (what spaCy needs a tagger and a morphologizer for). Dropout
     and ``threads``: as ``lstm_tagger``."""
-    return make_lstm_tagger(
-        nlp, name, model, overwrite, scorer, neg_prefix, label_smoothing, store_probabilities, n_alternatives,
-        prob_attr, alternatives_attr, threads,
+    return _make_pipe(
+        nlp, name, model, overwrite=overwrite, scorer=scorer, neg_prefix=neg_prefix,
+        label_smoothing=label_smoothing, store_probabilities=store_probabilities, n_alternatives=n_alternatives,
+        prob_attr=prob_attr, alternatives_attr=alternatives_attr, threads=threads, write_joint_heads=True,
     )
 
 
@@ -234,8 +256,12 @@ class LSTMTagger(Tagger):
         prob_attr: str = DEFAULT_PROB_ATTR,
         alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
         threads: Optional[int] = None,
+        write_joint_heads: bool = True,
         **kwargs,
     ) -> None:
+        """write_joint_heads: write what the joint UPOS / FEATS heads predict
+        (``lstm_joint_tagger``); false: they are auxiliary, trained but not run
+        at inference (``lstm_tagger``)."""
         super().__init__(vocab, model, name, **kwargs)
         if n_alternatives < 1:
             raise ValueError(f"n_alternatives must be at least 1, got {n_alternatives}")
@@ -249,6 +275,8 @@ class LSTMTagger(Tagger):
         self.n_alternatives = n_alternatives
         self.prob_attr = prob_attr
         self.alternatives_attr = alternatives_attr
+        self.write_joint_heads = write_joint_heads
+        set_predicted_heads(model, tuple(HEAD_DIMS) if write_joint_heads else ("tag",))
         choose_threads(threads)  # a bad value fails here, not at first use
         self.threads = threads
         # the process the component was made in, the one whose torch threads
@@ -263,13 +291,24 @@ class LSTMTagger(Tagger):
 
     @property
     def joint_pos(self) -> bool:
-        """Whether the model has the UPOS head writing ``Token.pos_``."""
-        return bool(self.model.attrs.get("joint_pos", False))
+        """Whether the model has the UPOS head (``"auto"``: not decided until
+        ``initialize``, false before)."""
+        return self.model.attrs.get("joint_pos", False) is True
 
     @property
     def joint_morph(self) -> bool:
-        """Whether the model has the FEATS head writing ``Token.morph``."""
-        return bool(self.model.attrs.get("joint_morph", False))
+        """Whether the model has the FEATS head (as :attr:`joint_pos`)."""
+        return self.model.attrs.get("joint_morph", False) is True
+
+    @property
+    def writes_pos(self) -> bool:
+        """Whether predictions write ``Token.pos_`` (the UPOS head, on ``lstm_joint_tagger``)."""
+        return self.joint_pos and self.write_joint_heads
+
+    @property
+    def writes_morph(self) -> bool:
+        """Whether predictions write ``Token.morph`` (the FEATS head, on ``lstm_joint_tagger``)."""
+        return self.joint_morph and self.write_joint_heads
 
     @property
     def use_crf(self) -> bool:
@@ -290,26 +329,27 @@ class LSTMTagger(Tagger):
                    morph_labels: Optional[Sequence[str]] = None) -> None:
         """spaCy's Tagger initialize; the joint heads' labels are read from the
         data's ``Token.pos_`` / ``Token.morph`` (or given as ``pos_labels`` /
-        ``morph_labels``)."""
-        if self.joint_pos:
+        ``morph_labels``). A head set to ``"auto"`` is on when there are any."""
+        attrs = self.model.attrs
+        auto = set(attrs.get("auto_heads") or ())
+        if attrs.get("joint_pos") is True or "joint_pos" in auto:
             if pos_labels is None:
                 pos_labels = sorted({t.pos_ for eg in get_examples() for t in eg.reference if t.pos_})
-            self.cfg["pos_labels"] = self._require_head_labels(pos_labels, "joint_pos", "POS annotation (Token.pos_)")
-            self.model.set_dim("nP", len(pos_labels), force=True)
-        if self.joint_morph:
+            self._set_head("joint_pos", "nP", "pos_labels", pos_labels, "POS annotation (Token.pos_)", auto)
+        if attrs.get("joint_morph") is True or "joint_morph" in auto:
             if morph_labels is None:
                 # "_" = annotated with no features; "" = no annotation
                 morph_labels = sorted({m for eg in get_examples() for m in eg.get_aligned("MORPH", as_string=True) if m})
-            self.cfg["morph_labels"] = self._require_head_labels(
-                morph_labels, "joint_morph", "morphological annotation (Token.morph)"
-            )
-            self.model.set_dim("nM", len(morph_labels), force=True)
+            self._set_head("joint_morph", "nM", "morph_labels", morph_labels,
+                           "morphological annotation (Token.morph)", auto)
         super().initialize(get_examples, nlp=nlp, labels=labels)
         self._threads_pid = None
         choice = self._ensure_threads()
         _say(f"[{self.name}] torch intra-op threads: {choice.n_threads} "
              f"({choice.reason}; set threads = N or OMP_NUM_THREADS to change)")
-        self._warn_undeclared_assignments(nlp)
+        heads = self._describe_heads(auto)
+        if heads:
+            _say(f"[{self.name}] {heads}")
         record_labels_with_weights(self.model, self._labels_by_head())
 
     def _labels_by_head(self) -> Dict[str, Optional[Sequence[str]]]:
@@ -321,36 +361,49 @@ class LSTMTagger(Tagger):
             "morph": self.cfg.get("morph_labels") if self.joint_morph else None,
         }
 
-    def _require_head_labels(self, labels: Sequence[str], setting: str, what: str) -> List[str]:
+    def _set_head(self, setting: str, dim: str, cfg_key: str, labels: Sequence[str], what: str,
+                  auto: set) -> None:
+        """Turn the joint head ``setting`` on for ``labels``; with none, a
+        head set to ``"auto"`` goes off and one set to true is an error. The
+        decision is the model's attr from then on (saved with the weights)."""
+        if not labels and setting in auto:
+            self.cfg.pop(cfg_key, None)
+            self.model.set_dim(dim, 0, force=True)
+            self.model.attrs[setting] = False
+            return
         if not labels:
             raise ValueError(
                 f"[{self.name}] {setting} is on but the training data has no {what}: "
-                f"add it or set {setting} = false."
+                f"add it or set {setting} = false (or \"auto\": on only where the data has it)."
             )
-        return list(labels)
+        self.cfg[cfg_key] = list(labels)
+        self.model.set_dim(dim, len(labels), force=True)
+        self.model.attrs[setting] = True
 
-    def _warn_undeclared_assignments(self, nlp: Optional[Language]) -> None:
-        """A joint head on the ``lstm_tagger`` factory writes attributes its
-        factory does not declare; say which factory does."""
-        if nlp is None or self.name not in nlp.pipe_names:
-            return
-        declared = set(nlp.get_pipe_meta(self.name).assigns)
-        written = {"token.pos"} if self.joint_pos else set()
-        written |= {"token.morph"} if self.joint_morph else set()
-        if written - declared:
-            warnings.warn(
-                f"[{self.name}] the model's joint heads write {sorted(written)}, which the "
-                f"'{nlp.get_pipe_meta(self.name).factory}' factory does not declare "
-                "(nlp.analyze_pipes will not know). Use the 'lstm_joint_tagger' factory.",
-                stacklevel=2,
-            )
+    def _describe_heads(self, auto: set) -> str:
+        """What ``initialize`` printed about the joint heads ("" without any)."""
+        on, off = [], []
+        heads = (("joint_pos", self.pos_labels, "UPOS"), ("joint_morph", self.morph_labels, "FEATS"))
+        for setting, labels, what in heads:
+            if self.model.attrs.get(setting) is True:
+                on.append(f"{what} ({len(labels)} labels)")
+            elif setting in auto:
+                off.append(what)
+        said = []
+        if on:
+            role = ("written to Token.pos_ / Token.morph" if self.write_joint_heads
+                    else "auxiliary: trained on the gold annotation, not run at inference")
+            said.append(f"joint heads {', '.join(on)}, {role}")
+        if off:
+            said.append(f"no {' / '.join(off)} head: the training data has no {' / '.join(off)} annotation")
+        return "; ".join(said)
 
     def predict(self, docs: Iterable[Doc]):
         self._ensure_threads()
         docs = list(docs)
-        if not self.store_probabilities and not self.joint_pos and not self.joint_morph and not self.use_crf:
-            return super().predict(docs)
-        heads = split_heads(self.model, self.model.predict(docs))
+        if not self.store_probabilities and not self.writes_pos and not self.writes_morph and not self.use_crf:
+            return super().predict(docs)  # the model scores only the tags then
+        heads = split_heads(self.model, self.model.predict(docs), predicting=True)
         tag_scores = heads["tag"]
         if self.use_crf:
             guesses = crf_decode(self.model, tag_scores)
@@ -573,14 +626,15 @@ class LSTMTagger(Tagger):
         return loss, d_scores
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict:
-        """``tag_acc`` as spaCy's tagger scores it, plus ``pos_acc`` with
-        ``joint_pos`` and ``morph_acc`` / ``morph_per_feat`` with
-        ``joint_morph``, as spaCy's morphologizer scores them."""
+        """``tag_acc`` as spaCy's tagger scores it, plus ``pos_acc`` and
+        ``morph_acc`` / ``morph_per_feat`` where the component writes them
+        (:attr:`writes_pos`, :attr:`writes_morph`), as spaCy's morphologizer
+        scores them."""
         examples = list(examples)
         scores = super().score(examples, **kwargs)
-        if self.joint_pos:
+        if self.writes_pos:
             scores.update(Scorer.score_token_attr(examples, "pos"))
-        if self.joint_morph:
+        if self.writes_morph:
             scores.update(Scorer.score_token_attr(examples, "morph", getter=_morph_key))
             scores.update(Scorer.score_token_attr_per_feat(examples, "morph", getter=_morph_key))
         return scores

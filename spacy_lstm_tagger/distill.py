@@ -60,7 +60,7 @@ class TeacherMember:
         docs = [Doc(self.nlp.vocab, words=list(words), spaces=list(spaces)) for words, spaces in texts]
         upstream = self.upstream
         docs = list(self.nlp.pipe(docs, disable=[name for name in self.nlp.pipe_names if name not in upstream]))
-        tag_scores = split_heads(self.pipe.model, self.pipe.model.predict(docs))["tag"]
+        tag_scores = split_heads(self.pipe.model, self.pipe.model.predict(docs), predicting=True)["tag"]
         if self.pipe.use_crf:
             tag_scores = crf_marginals(self.pipe.model, tag_scores)
         index = {label: i for i, label in enumerate(self.pipe.labels)}

@@ -76,7 +76,7 @@ def build_wordchar_bilstm_tagger(
     word_dropout: float = 0.1,
     max_window: int = 256,
     window_context: int = 24,
-    joint_pos: bool = False,
+    joint_pos: Union[bool, str] = False,
     crf: bool = False,
     include_static_vectors: bool = False,
     char_cache_size: int = 20000,
@@ -107,6 +107,10 @@ def build_wordchar_bilstm_tagger(
         tagged in overlapping windows with ``window_context`` tokens of context.
     joint_pos: add a second linear head for UPOS (``Token.pos_``); each
         output row is then the tag probabilities followed by the POS ones.
+        ``lstm_joint_tagger`` writes its predictions; on ``lstm_tagger`` it is
+        an auxiliary head: trained on the gold UPOS, skipped at inference.
+        ``"auto"``: on when the training data has UPOS (decided by the
+        component at ``initialize``, printed, and saved with the weights).
     crf: decode tags with a linear-chain CRF (Viterbi) trained with the
         sequence log-likelihood; the tag columns of the output are then raw
         emission scores, not probabilities.
@@ -177,8 +181,8 @@ def build_wordchar_bilstm_tagger_v2(
     word_dropout: float = 0.25,
     max_window: int = 256,
     window_context: int = 24,
-    joint_pos: bool = False,
-    joint_morph: bool = False,
+    joint_pos: Union[bool, str] = False,
+    joint_morph: Union[bool, str] = False,
     crf: bool = False,
     include_static_vectors: bool = False,
     char_cache_size: int = 20000,
@@ -211,7 +215,9 @@ def build_wordchar_bilstm_tagger_v2(
     joint_morph: add a head for UD FEATS (``Token.morph``): each FEATS string
         seen in training is one class, like spaCy's ``morphologizer``. Its
         columns come after the tag (and POS) columns; the number of classes
-        is the dim ``nM``, set by the component at initialize.
+        is the dim ``nM``, set by the component at initialize. Written by
+        ``lstm_joint_tagger``, auxiliary on ``lstm_tagger``, ``"auto"``: on
+        when the training data has FEATS, all as ``joint_pos``.
     cluster_embed_size, n_cluster_rows: Brown cluster features (0: off). Each
         token's cluster path prefixes (4, 6, 10, 20 bits) are hashed into a
         table of ``n_cluster_rows`` rows of ``cluster_embed_size``, summed and
@@ -258,7 +264,7 @@ def _build(
     *, word_embed_size: int, n_word_rows: int, n_word_hashes: int, word_attr: str,
     char_embed_size: int, char_hidden_size: int, n_chars: int, max_word_chars: int,
     hidden_size: int, depth: int, lstm_input_size: int, dropout: float, word_dropout: float, max_window: int,
-    window_context: int, joint_pos: bool, joint_morph: bool, crf: bool,
+    window_context: int, joint_pos: Union[bool, str], joint_morph: Union[bool, str], crf: bool,
     include_static_vectors: bool, n_prefixes: int, n_suffixes: int, use_shape: bool,
     n_affix_rows: int, affix_embed_size: int, char_cache_size: int, quantize: bool, bfloat16: Union[bool, str],
     cluster_embed_size: int = 0, n_cluster_rows: int = 0,
@@ -329,7 +335,12 @@ def _build(
         layers=[wrapper] if tok2vec is None else [wrapper, tok2vec],
         refs={"torch": wrapper} if tok2vec is None else {"torch": wrapper, "tok2vec": tok2vec},
         dims={"nO": nO, "nP": None if joint_pos else 0, "nM": None if joint_morph else 0},
-        attrs={"joint_pos": joint_pos, "joint_morph": joint_morph, "crf": crf},
+        # "auto" heads: decided by the component at initialize, where joint_pos /
+        # joint_morph become true or false (and are saved so); auto_heads keeps
+        # which were "auto", so a new initialize decides again
+        attrs={"joint_pos": joint_pos, "joint_morph": joint_morph, "crf": crf,
+               "auto_heads": [name for name, value in (("joint_pos", joint_pos), ("joint_morph", joint_morph))
+                              if value == "auto"]},
     )
     return model
 
@@ -365,16 +376,43 @@ def clear_char_caches(model: Model) -> int:
     return len(caches)
 
 
-def head_sizes(model: Model) -> Dict[str, int]:
+def head_sizes(model: Model, predicting: bool = False) -> Dict[str, int]:
     """Columns of each head of the model's output ("tag", "pos", "morph"), in
     order; 0 for an absent head. v1 models saved before the FEATS head have no
-    ``nM`` dim: it reads as 0."""
-    return {head: model.get_dim(dim) if model.has_dim(dim) else 0 for head, dim in HEAD_DIMS.items()}
+    ``nM`` dim: it reads as 0. ``predicting``: of the output at inference,
+    where only the :func:`predicted_heads` are scored."""
+    sizes = {head: model.get_dim(dim) if model.has_dim(dim) else 0 for head, dim in HEAD_DIMS.items()}
+    if predicting:
+        predicted = predicted_heads(model)
+        sizes = {head: size if head in predicted else 0 for head, size in sizes.items()}
+    return sizes
 
 
-def split_heads(model: Model, scores: Sequence[Floats2d]) -> Dict[str, List[Floats2d]]:
-    """Cut each Doc's output rows into the columns of each present head."""
-    sizes = head_sizes(model)
+def set_predicted_heads(model: Model, heads: Sequence[str]) -> None:
+    """Score only ``heads`` (of :data:`HEAD_DIMS`; the tags always) at
+    inference, in the model's torch modules (an ensemble's: each member's).
+    The others still train: an ``lstm_tagger``'s joint heads are auxiliary
+    targets, which cost nothing at inference. A setting of the component,
+    not of the weights: it is not saved."""
+    unknown = set(heads) - set(HEAD_DIMS)
+    if unknown or "tag" not in heads:
+        raise ValueError(f"predicted heads must include 'tag' and be among {tuple(HEAD_DIMS)}, got {tuple(heads)}")
+    names = tuple(name for head, name in zip(HEAD_DIMS, HEADS) if head in heads)
+    for tagger in tagger_models(model):
+        get_torch_module(tagger).predicted_heads = names
+
+
+def predicted_heads(model: Model) -> Tuple[str, ...]:
+    """The heads (of :data:`HEAD_DIMS`) the model scores at inference."""
+    names = get_torch_module(tagger_models(model)[0]).predicted_heads
+    return tuple(head for head, name in zip(HEAD_DIMS, HEADS) if name in names)
+
+
+def split_heads(model: Model, scores: Sequence[Floats2d], predicting: bool = False) -> Dict[str, List[Floats2d]]:
+    """Cut each Doc's output rows into the columns of each present head
+    (``predicting``: of each head scored at inference, for ``model.predict``'s
+    output)."""
+    sizes = head_sizes(model, predicting)
     out: Dict[str, List[Floats2d]] = {}
     start = 0
     for head, size in sizes.items():
@@ -394,7 +432,7 @@ def join_heads(model: Model, gradients: Dict[str, List[Floats2d]]) -> List[Float
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     if not any(len(doc) for doc in docs):
-        n_columns = sum(head_sizes(model).values())
+        n_columns = sum(head_sizes(model, predicting=not is_train).values())
         return [model.ops.alloc2f(0, n_columns) for _ in docs], lambda dY: []
     if not model.has_ref("tok2vec"):
         return model.get_ref("torch")(docs, is_train)
@@ -423,11 +461,17 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
             "Add labels to the component or pass gold examples to initialize."
         )
     for attr, dim in (("joint_pos", "nP"), ("joint_morph", "nM")):
-        if not model.has_dim(dim):
-            raise ValueError(
-                f"Cannot initialize the lstm_tagger model with {attr} = true: the number of its "
-                f"labels ({dim}) is unknown. The lstm_tagger component sets it from the data."
-            )
+        if model.has_dim(dim):
+            continue
+        if model.attrs.get(attr) == "auto":
+            # no component looked at the data for this annotation: head off
+            model.set_dim(dim, 0)
+            model.attrs[attr] = False
+            continue
+        raise ValueError(
+            f"Cannot initialize the lstm_tagger model with {attr} = true: the number of its "
+            f"labels ({dim}) is unknown. The lstm_tagger component sets it from the data."
+        )
     module = get_torch_module(model)
     sizes = head_sizes(model)
     for head_name, size in zip(HEADS, sizes.values()):
@@ -445,7 +489,7 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]
     for submodule in module.modules():
         if submodule is not module and hasattr(submodule, "reset_parameters"):
             submodule.reset_parameters()
-    model.get_ref("torch").set_dim("nO", sum(sizes.values()))
+    model.get_ref("torch").set_dim("nO", sum(sizes.values()), force=True)  # (a new initialize may resize a head)
 
 
 def _init_tok2vec(tok2vec: Model, X: Optional[List[Doc]]) -> int:
@@ -513,7 +557,7 @@ def convert_outputs(
     ops = model.ops
     windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
     module = model.shims[0]._model
-    sizes = [size for size in module.head_sizes().values() if size]
+    sizes = [size for size in module.head_sizes(predicting=not is_train).values() if size]
     n_columns = sum(sizes)
     # the scored rows, in Doc order: each window's kept tokens (windows come in
     # Doc order), so padding and window overlaps are never normalized or copied

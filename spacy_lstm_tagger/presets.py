@@ -66,9 +66,10 @@ class Variant:
 _MODEL = "components.lstm_tagger.model"
 # The feature measurements ran on architecture v1 at the small recipe's sizes
 # (word 64d, char BiLSTM 2x32, sentence BiLSTM 2x128), without affix features,
-# dropout 0.33 / word dropout 0.1, early stopping after 2,500 steps.
+# dropout 0.33 / word dropout 0.1, no auxiliary heads, early stopping after 2,500 steps.
 _V1_FEATURE_BASELINE: Dict[str, Any] = {
     f"{_MODEL}.@architectures": "spacy_lstm_tagger.WordCharBiLSTM.v1",
+    f"{_MODEL}.joint_pos": False,
     **{f"{_MODEL}.{key}": REMOVE for key in (
         "n_prefixes", "n_suffixes", "use_shape", "n_affix_rows", "affix_embed_size", "joint_morph", "bfloat16")},
     f"{_MODEL}.dropout": 0.33,
@@ -90,9 +91,10 @@ VARIANTS: Dict[str, Variant] = {
         "sizes: word 64d + char BiLSTM 2x32 -> BiLSTM 2x128 (architecture v1)."),
         {**_V1_FEATURE_BASELINE, f"{_MODEL}.crf": True}),
     "efficiency_joint_pos": Variant("small", (
-        "lstm_tagger with a joint UPOS head (joint_pos = true): also writes Token.pos_ (pos_acc),",
+        "lstm_joint_tagger with a UPOS head (joint_pos = true): also writes Token.pos_ (pos_acc),",
         "at the feature baseline's sizes (architecture v1, word 64d, char 2x32, BiLSTM 2x128)."),
-        {**_V1_FEATURE_BASELINE, f"{_MODEL}.joint_pos": True, "training.score_weights.pos_acc": 0.0}),
+        {**_V1_FEATURE_BASELINE, "components.lstm_tagger.factory": "lstm_joint_tagger", f"{_MODEL}.joint_pos": True,
+         "training.score_weights.pos_acc": 0.0}),
     "efficiency_vectors": Variant("small", (
         "lstm_tagger with the pipeline's static vectors ([initialize] vectors = paths.vectors)",
         "concatenated to the word representation, at the feature baseline's sizes (v1)."),

@@ -74,7 +74,9 @@ class WordCharBiLSTMTagger(nn.Module):
 
     The heads are created by :meth:`resize_head` once the number of labels is
     known (at ``initialize`` or when weights are loaded), so the module can be
-    constructed from a config before the labels exist.
+    constructed from a config before the labels exist. Training scores every
+    head; inference only those in :attr:`predicted_heads` (an auxiliary head
+    learns from its annotation and costs nothing at inference).
     """
 
     def __init__(
@@ -159,6 +161,9 @@ class WordCharBiLSTMTagger(nn.Module):
         # optional further heads (UPOS, FEATS), scored beside the tags
         self.pos_output: Optional[nn.Linear] = None
         self.morph_output: Optional[nn.Linear] = None
+        # the heads scored at inference (names of HEADS): not weights, set by
+        # the component (an lstm_tagger predicts only its tags)
+        self.predicted_heads: Tuple[str, ...] = HEADS
         if n_labels is not None:
             self.resize_output(n_labels)
 
@@ -173,9 +178,15 @@ class WordCharBiLSTMTagger(nn.Module):
         if self.lstm.num_layers > 1:
             self.lstm.dropout = rate
 
-    def head_sizes(self) -> Dict[str, int]:
-        """Number of columns of each head, in the order of the scores (0 = absent)."""
-        return {name: 0 if getattr(self, name) is None else getattr(self, name).out_features for name in HEADS}
+    def head_sizes(self, predicting: bool = False) -> Dict[str, int]:
+        """Number of columns of each head, in the order of the scores (0 =
+        absent); ``predicting``: of the scores inference returns (0 for a
+        head not in :attr:`predicted_heads`)."""
+        return {
+            name: 0 if getattr(self, name) is None or (predicting and name not in self.predicted_heads)
+            else getattr(self, name).out_features
+            for name in HEADS
+        }
 
     @property
     def n_labels(self) -> Optional[int]:
@@ -236,7 +247,8 @@ class WordCharBiLSTMTagger(nn.Module):
         upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Return scores of shape (n_sequences, max_len, n_columns): the
-        columns of each present head, in the order of :data:`HEADS`.
+        columns of each present head, in the order of :data:`HEADS` (in
+        eval mode: of each present head among :attr:`predicted_heads`).
 
         word_ids: (n_seqs, max_len, n_word_hashes) rows of the word table
         char_ids, char_lengths: characters of each unique word type
@@ -347,8 +359,8 @@ class WordCharBiLSTMTagger(nn.Module):
         weight, columns = self.input_proj.weight, self.type_columns
         return torch.cat([weight[:, : columns.start], weight[:, columns.stop :]], dim=1).t()
 
-    def _heads(self, encoded: torch.Tensor) -> torch.Tensor:
-        heads = [getattr(self, name) for name in HEADS if getattr(self, name) is not None]
+    def _heads(self, encoded: torch.Tensor, names: Tuple[str, ...] = HEADS) -> torch.Tensor:
+        heads = [getattr(self, name) for name in names if getattr(self, name) is not None]
         if len(heads) == 1:
             return heads[0](encoded)
         return torch.cat([head(encoded) for head in heads], dim=-1)
@@ -358,9 +370,10 @@ class WordCharBiLSTMTagger(nn.Module):
         direction times its half of the (float) head weights, the backward
         part put in order afterwards, on n_columns instead of 2 x hidden
         values per position, and no concatenation of the directions."""
-        heads = [getattr(self, name) for name in HEADS if getattr(self, name) is not None]
+        names = tuple(name for name in HEADS if name in self.predicted_heads)
+        heads = [getattr(self, name) for name in names if getattr(self, name) is not None]
         if not all(type(head) is nn.Linear for head in heads):  # e.g. int8 heads (quantize.py)
-            return self._heads(torch.cat([forward, take_rows(backward, rows)], dim=-1))
+            return self._heads(torch.cat([forward, take_rows(backward, rows)], dim=-1), names)
         weight = heads[0].weight if len(heads) == 1 else torch.cat([head.weight for head in heads])
         bias = heads[0].bias if len(heads) == 1 else torch.cat([head.bias for head in heads])
         hidden = forward.shape[-1]
@@ -372,7 +385,7 @@ class WordCharBiLSTMTagger(nn.Module):
         clusters: Optional[torch.Tensor] = None, upstream: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """The inference path: the same scores as training computes without
-        dropout, run on chunks of sequences of similar length. Each chunk goes
+        dropout (for the :attr:`predicted_heads`), run on chunks of sequences of similar length. Each chunk goes
         from ids to scores on its own, so no (n_seqs, max_len, hidden) tensor
         is ever built: big fresh buffers cost a page fault per 4 KiB, a third
         of inference time with one such tensor (``benchmarks/microbench.py chunks``). Positions past
@@ -396,7 +409,7 @@ class WordCharBiLSTMTagger(nn.Module):
             inside = (torch.arange(length).unsqueeze(1) < chunk_lengths.unsqueeze(0)).unsqueeze(-1).to(scores.device)
             return (scores * inside).transpose(0, 1)
 
-        scores = types.new_zeros(n_seqs, max_len, sum(self.head_sizes().values()))
+        scores = types.new_zeros(n_seqs, max_len, sum(self.head_sizes(predicting=True).values()))
         return fill_by_length(scores, lengths, score, self.chunk_tokens)
 
 

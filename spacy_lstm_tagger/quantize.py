@@ -94,7 +94,7 @@ def quantized_copy(module: WordCharBiLSTMTagger) -> WordCharBiLSTMTagger:
 
 class InferenceCopy:
     """Holds an inference-only copy of a float module, made by the subclass's
-    ``make`` and rebuilt when the float weights change."""
+    ``make`` and rebuilt when the float weights (or its predicted heads) change."""
 
     make: Callable[[WordCharBiLSTMTagger], nn.Module]
 
@@ -103,7 +103,8 @@ class InferenceCopy:
         self._copy: Optional[nn.Module] = None
 
     def __call__(self, module: WordCharBiLSTMTagger) -> nn.Module:
-        fingerprint = (id(module), weights_fingerprint(module.parameters()))
+        # the heads it scores are copied with it: a change rebuilds it too
+        fingerprint = (id(module), module.predicted_heads, weights_fingerprint(module.parameters()))
         if self._copy is None or fingerprint != self._fingerprint:
             self._copy = self.make(module)
             self._fingerprint = fingerprint

@@ -60,14 +60,16 @@ class TaggerSetup:
 
 
 def new_pipeline(
-    data=TRAIN_DATA, *, initialize: bool = True, seed: int = 0, component: Optional[dict] = None, **model_overrides
+    data=TRAIN_DATA, *, initialize: bool = True, seed: int = 0, component: Optional[dict] = None,
+    factory: str = "lstm_tagger", **model_overrides
 ) -> TaggerSetup:
-    """A blank English pipeline with a tiny ``lstm_tagger`` (``component``
-    settings, model settings overriding TINY_MODEL), initialized on ``data``
-    unless ``initialize`` is false."""
+    """A blank English pipeline with a tiny tagger named ``lstm_tagger``
+    (made by ``factory``, with ``component`` settings, model settings
+    overriding TINY_MODEL), initialized on ``data`` unless ``initialize`` is false."""
     fix_random_seed(seed)
     nlp = spacy.blank("en")
-    tagger = nlp.add_pipe("lstm_tagger", config={**(component or {}), "model": {**TINY_MODEL, **model_overrides}})
+    config = {**(component or {}), "model": {**TINY_MODEL, **model_overrides}}
+    tagger = nlp.add_pipe(factory, name="lstm_tagger", config=config)
     examples = make_examples(nlp, data)
     optimizer = nlp.initialize(lambda: examples) if initialize else None
     return TaggerSetup(nlp, tagger, examples, optimizer)
@@ -80,9 +82,10 @@ def new_tagger() -> Callable[..., TaggerSetup]:
     return new_pipeline
 
 
-def train_tiny(n_iter: int = 60, data=TRAIN_DATA, seed: int = 0, **model_overrides) -> Language:
-    """A blank English pipeline with a tiny lstm_tagger trained on ``data``."""
-    setup = new_pipeline(data, seed=seed, **model_overrides)
+def train_tiny(n_iter: int = 60, data=TRAIN_DATA, seed: int = 0, factory: str = "lstm_tagger",
+               **model_overrides) -> Language:
+    """A blank English pipeline with a tiny tagger (``factory``) trained on ``data``."""
+    setup = new_pipeline(data, seed=seed, factory=factory, **model_overrides)
     for _ in range(n_iter):
         setup.nlp.update(setup.examples, sgd=setup.optimizer)
     return setup.nlp

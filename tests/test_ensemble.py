@@ -55,9 +55,9 @@ def test_an_ensemble_tags_with_the_mean_of_its_members_probabilities(member_dirs
     assert clear_char_caches(ensemble.get_pipe("lstm_tagger").model) == 2
 
 
-@pytest.mark.filterwarnings("ignore:.*lstm_joint_tagger")
 def test_an_ensemble_stores_probabilities_and_averages_the_joint_pos_head(tmp_path):
-    members = [train_tiny(n_iter=8, data=POS_DATA, seed=seed, joint_pos=True) for seed in (0, 1)]
+    members = [train_tiny(n_iter=8, data=POS_DATA, seed=seed, factory="lstm_joint_tagger", joint_morph="auto")
+               for seed in (0, 1)]
     nlp = assemble_ensemble(members)
     nlp.get_pipe("lstm_tagger").store_probabilities = True
     doc = nlp("I like ham")

@@ -1,10 +1,12 @@
-"""Joint UPOS head: one lstm_tagger fills Token.tag_ and Token.pos_."""
+"""Joint UPOS head: one lstm_joint_tagger fills Token.tag_ and Token.pos_;
+on lstm_tagger the head is auxiliary (trained, not run at inference), and
+"auto" (add_pipe's default) turns it on where the training data has UPOS."""
 import numpy
 import pytest
 import spacy
 from spacy.training import Example
 
-from conftest import TINY_MODEL, train_tiny
+from conftest import TINY_MODEL, TRAIN_DATA, new_pipeline, train_tiny
 
 JOINT_DATA = [
     ("I like green eggs", {"tags": ["PRP", "VBP", "JJ", "NNS"], "pos": ["PRON", "VERB", "ADJ", "NOUN"]}),
@@ -15,7 +17,7 @@ JOINT_DATA = [
 
 @pytest.fixture(scope="module")
 def joint_nlp():
-    return train_tiny(n_iter=80, data=JOINT_DATA, joint_pos=True)
+    return train_tiny(n_iter=80, data=JOINT_DATA, factory="lstm_joint_tagger", joint_pos=True, joint_morph="auto")
 
 
 def test_joint_head_learns_tags_and_pos(joint_nlp):
@@ -41,15 +43,57 @@ def test_joint_roundtrip(joint_nlp, tmp_path):
         assert [(t.tag_, t.pos_) for t in a] == [(t.tag_, t.pos_) for t in b]
 
 
-def test_joint_head_on_the_plain_factory_warns_and_keeps_its_meta(trained_nlp):
-    """The lstm_tagger factory declares token.tag only: a joint head on it says
-    which factory declares token.pos, and no pipeline meta is edited behind
-    spaCy's back."""
-    with pytest.warns(UserWarning, match="lstm_joint_tagger"):
-        nlp = train_tiny(n_iter=1, data=JOINT_DATA, joint_pos=True)
-    assert nlp.get_pipe_meta("lstm_tagger").assigns == ["token.tag"]
-    assert trained_nlp.get_pipe_meta("lstm_tagger").assigns == ["token.tag"]
-    assert spacy.blank("en").get_factory_meta("lstm_tagger").assigns == ["token.tag"]
+def test_on_lstm_tagger_the_joint_head_is_auxiliary(tmp_path):
+    """The lstm_tagger factory declares token.tag only, and writes only that:
+    its UPOS head learns from the gold UPOS (its loss is in the update) but is
+    not run at inference, before or after a round trip."""
+    setup = new_pipeline(JOINT_DATA, joint_pos=True)
+    nlp, tagger = setup.nlp, setup.tagger
+    assert tagger.joint_pos and not tagger.writes_pos and len(tagger.pos_labels) == 6
+    docs = [eg.predicted for eg in setup.examples]
+    scores, _ = tagger.model.begin_update(docs)
+    n_tags = len(tagger.labels)
+    assert scores[0].shape[1] == n_tags + 6  # training scores the UPOS head...
+    _, d_scores = tagger.get_loss(setup.examples, scores)
+    assert d_scores[0][:, n_tags:].any()  # ...and learns it
+    assert tagger.model.predict(docs)[0].shape[1] == n_tags  # inference does not run it
+    for _ in range(80):
+        nlp.update(setup.examples, sgd=setup.optimizer)
+    nlp.to_disk(tmp_path)
+    for pipeline in (nlp, spacy.load(tmp_path)):
+        for text, annots in JOINT_DATA:
+            doc = pipeline(text)
+            assert [t.tag_ for t in doc] == annots["tags"] and all(t.pos_ == "" for t in doc)
+        scores = pipeline.evaluate([Example.from_dict(pipeline.make_doc(t), a) for t, a in JOINT_DATA])
+        assert scores["tag_acc"] == 1.0 and "pos_acc" not in scores
+        assert pipeline.get_pipe_meta("lstm_tagger").assigns == ["token.tag"]
+    assert spacy.load(tmp_path).get_pipe("lstm_tagger").joint_pos
+
+
+def test_auto_heads_follow_the_training_data(tmp_path, capsys):
+    """add_pipe's default (joint_pos / joint_morph "auto"): a head where the
+    data has the annotation, none where it has not; said at initialize, saved
+    with the weights, decided again by a new initialize."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lstm_tagger", config={"model": {k: v for k, v in TINY_MODEL.items()}})
+    assert nlp.config["components"]["lstm_tagger"]["model"]["joint_pos"] == "auto"
+    tagger = nlp.get_pipe("lstm_tagger")
+    with_pos = [Example.from_dict(nlp.make_doc(t), a) for t, a in JOINT_DATA]
+    nlp.initialize(lambda: with_pos)
+    assert tagger.joint_pos and not tagger.joint_morph and len(tagger.pos_labels) == 6
+    said = capsys.readouterr().err
+    assert "UPOS (6 labels)" in said and "auxiliary" in said and "no FEATS head" in said
+    nlp.to_disk(tmp_path / "with_pos")
+    loaded = spacy.load(tmp_path / "with_pos").get_pipe("lstm_tagger")
+    assert loaded.joint_pos and loaded.pos_labels == tagger.pos_labels
+    without = [Example.from_dict(nlp.make_doc(t), a) for t, a in TRAIN_DATA]
+    nlp.initialize(lambda: without)
+    assert not tagger.joint_pos and "pos_labels" not in tagger.cfg
+    assert "no UPOS / FEATS head" in capsys.readouterr().err
+    nlp.to_disk(tmp_path / "without")
+    reloaded = spacy.load(tmp_path / "without")
+    assert not reloaded.get_pipe("lstm_tagger").joint_pos
+    assert [t.tag_ for t in reloaded("I like ham")] == [t.tag_ for t in nlp("I like ham")]
 
 
 def test_joint_output_rows_are_two_distributions(joint_nlp):
