@@ -198,7 +198,8 @@ def notes(systems: Dict[str, System], splits: Dict[str, Dict], errors: Dict) -> 
         "makes (generated at run time, saved in the work dir), gold_preproc on.",
         "Every system's own batcher/optimizer/dropout; the early-stopping policy in settings is the same for "
         "all. Accuracy keys a system does not predict are null (spaCy's tagger sets no pos/morph; "
-        "lstm_tagger sets pos only with joint_pos and morph only with a FEATS head).",
+        "lstm_tagger writes tags only: its UPOS / FEATS heads, on by default where the data has them, are "
+        "auxiliary training targets; lstm_joint_tagger writes pos and morph).",
     ]
     empty = {tb: s["train"]["empty_xpos_tokens"] + s["dev"]["empty_xpos_tokens"] for tb, s in splits.items()}
     empty_eval = {tb: s["eval"]["empty_xpos_tokens"] for tb, s in splits.items()}
