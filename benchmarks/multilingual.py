@@ -46,6 +46,9 @@ DEFAULT_LSTM = {
     # `spacy init config -p lstm_tagger` writes): what a user gets without choosing
     "lstm_tagger_defaults": System(factory="lstm_tagger"),
     "lstm_joint_tagger_defaults": System(factory="lstm_joint_tagger"),
+    # the same without the auxiliary UPOS / FEATS heads: what they add
+    "lstm_tagger_defaults_no_aux": System(factory="lstm_tagger", overrides={
+        "components.lstm_tagger.model.joint_pos": False, "components.lstm_tagger.model.joint_morph": False}),
 }
 BASELINE = "spacy_tagger"
 DEV_FRACTION = 0.1

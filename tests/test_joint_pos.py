@@ -67,6 +67,8 @@ def test_on_lstm_tagger_the_joint_head_is_auxiliary(tmp_path):
         scores = pipeline.evaluate([Example.from_dict(pipeline.make_doc(t), a) for t, a in JOINT_DATA])
         assert scores["tag_acc"] == 1.0 and "pos_acc" not in scores
         assert pipeline.get_pipe_meta("lstm_tagger").assigns == ["token.tag"]
+        probs = pipeline.get_pipe("lstm_tagger").tag_probabilities([pipeline.make_doc("I like ham")])
+        assert probs[0].shape == (3, n_tags)  # probabilities are the tags' alone
     assert spacy.load(tmp_path).get_pipe("lstm_tagger").joint_pos
 
 
