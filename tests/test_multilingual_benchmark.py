@@ -58,6 +58,11 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
                     "--output", str(tmp_path / "r.json")])
 
 
+def config_without_heads(config):
+    """The config as a string, without the model's joint_pos / joint_morph lines."""
+    return [line for line in config.to_str().splitlines() if not line.startswith(("joint_pos", "joint_morph"))]
+
+
 def test_the_default_systems_and_the_shared_step_policy(tmp_path):
     """Every system gets the benchmark's step policy and data; the defaults
     systems are otherwise exactly what `spacy init config -p FACTORY` writes."""
@@ -65,7 +70,7 @@ def test_the_default_systems_and_the_shared_step_policy(tmp_path):
 
     systems = bench.select_systems(argparse.Namespace(lstm=None, systems=None))
     assert list(systems) == ["spacy_tagger", "spacy_morphologizer", "lstm_tagger", "lstm_joint_tagger",
-                             "lstm_tagger_defaults", "lstm_joint_tagger_defaults"]
+                             "lstm_tagger_defaults", "lstm_joint_tagger_defaults", "lstm_tagger_defaults_no_aux"]
     policy = {"max_steps": 30, "patience": 20, "eval_frequency": 10, "max_epochs": 0}
     data = {split: {"path": str(tmp_path / f"{split}.spacy")} for split in ("train", "dev")}
     for name, factory in (("lstm_tagger_defaults", "lstm_tagger"), ("lstm_joint_tagger_defaults", "lstm_joint_tagger")):
@@ -76,6 +81,11 @@ def test_the_default_systems_and_the_shared_step_policy(tmp_path):
         assert config["training"]["optimizer"] == spacy_config["training"]["optimizer"]
         assert config["training"]["batcher"] == spacy_config["training"]["batcher"]
         assert config["paths"]["train"] == data["train"]["path"] and config["corpora"]["dev"]["gold_preproc"]
+    no_aux = bench.build_config(systems["lstm_tagger_defaults_no_aux"], "fi", data, policy, tmp_path / "log.jsonl")
+    model = no_aux["components"]["lstm_tagger"]["model"]
+    assert model["joint_pos"] is False and model["joint_morph"] is False
+    assert config_without_heads(no_aux) == config_without_heads(
+        bench.build_config(systems["lstm_tagger_defaults"], "fi", data, policy, tmp_path / "log.jsonl"))
     assert bench.parse_lstm(["mine=efficiency"])["mine"].preset == "efficiency"
     assert bench.parse_lstm(["mine=configs/spacy_tagger.cfg"])["mine"].file == "configs/spacy_tagger.cfg"
 
