@@ -16,9 +16,11 @@ another config under its name); ``finish-one SYSTEM`` records a training
 stopped before its step budget from its log.
 """
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -41,29 +43,37 @@ MAIN_SYSTEMS = {
 # the transformer needs spacy-transformers (pip install spacy-transformers==1.4.0)
 OTHER_SYSTEMS = {
     # the optional features and the pretrained inputs, each against the same
-    # settings without the feature (ewt_features.json, ewt_pretrained.json)
+    # settings without the feature (ewt_features.json, ewt_pretrained_inputs.json)
     "lstm_tagger_features_baseline": System(preset="features_baseline"),
     "lstm_tagger_efficiency_crf": System(preset="efficiency_crf"),
     "lstm_tagger_efficiency_joint_pos": System(preset="efficiency_joint_pos"),
     "lstm_tagger_efficiency_vectors": System(preset="efficiency_vectors", resources={"vectors": "floret"}),
-    # pretrained knowledge (ewt_pretrained.json)
+    # pretrained knowledge (ewt_pretrained_inputs.json)
     "lstm_tagger_vectors": System(preset="efficiency_md_vectors", resources={"vectors": "md"}),
     "lstm_tagger_accuracy_vectors": System(preset="accuracy_md_vectors", resources={"vectors": "md"}),
     "lstm_tagger_glove": System(preset="efficiency_glove", resources={"vectors": "glove"}),
     "lstm_tagger_clusters": System(preset="efficiency_clusters", resources={"clusters": "clusters"}),
-    "lstm_tagger_transformer": System(preset="efficiency_transformer", resources={"transformer": "minilm-pipeline"}),
+    "lstm_tagger_transformer": System(preset="efficiency_transformer", resources={"transformer_model": "minilm"}),
     # students trained on the soft tags of finished teachers (several: their mean)
     "lstm_tagger_distilled": System(preset="distilled", teachers=("lstm_tagger_accuracy", "lstm_tagger_efficiency")),
     "lstm_tagger_distilled_fast": System(
         preset="distilled_fast", teachers=("lstm_tagger_efficiency", "lstm_tagger_accuracy")),
     "lstm_tagger_distilled_vectors": System(
         preset="distilled_md_vectors", resources={"vectors": "md"}, teachers=("lstm_tagger_transformer",)),
+    # a fine-tuned transformer teacher (encoder weights updated) and students
+    # trained on its stored outputs over EWT train + unlabeled Gutenberg prose
+    "lstm_tagger_finetuned": System(file="configs/lstm_tagger_finetuned.cfg", resources={"transformer_model": "minilm"}),
+    "lstm_tagger_student": System(
+        file="configs/lstm_tagger_student.cfg", stored_teacher="lstm_tagger_finetuned", unlabeled=("gutenberg",)),
+    "lstm_tagger_student_fast": System(
+        file="configs/lstm_tagger_student_fast.cfg", stored_teacher="lstm_tagger_finetuned", unlabeled=("gutenberg",)),
     # another seed: a member of an ensemble
     "lstm_tagger_efficiency_seed1": System(preset="efficiency", overrides={"system.seed": 1}),
 }
 SYSTEMS = {**MAIN_SYSTEMS, **OTHER_SYSTEMS}
 RESOURCE_FILES = {"md": "en_core_web_md_vectors", "glove": "glove_6b_50d", "clusters": "en_lexeme_cluster.json.gz",
-                  "minilm-pipeline": "all-MiniLM-L6-v2-spacy"}
+                  "minilm": "all-MiniLM-L6-v2", "minilm-pipeline": "all-MiniLM-L6-v2-spacy",
+                  "gutenberg": "gutenberg.spacy"}
 # Ensembles (spacy_lstm_tagger/ensemble.py: mean probabilities) of trained
 # members; their training time is the longest member's (members train side by side).
 ENSEMBLES = {
@@ -139,13 +149,45 @@ def system_config(name: str, args: argparse.Namespace, system: Optional[System] 
     if system.teachers:
         teachers = [str(work / t / "model" / "model-best") for t in system.teachers]
         paths["teacher"] = teachers[0] if len(teachers) == 1 else teachers
+    if system.stored_teacher:
+        unlabeled = [prepare_resource(r, args.train, work, Path(args.pretrained_dir)) for r in system.unlabeled]
+        paths.update(stored_teacher_paths(system.stored_teacher, Path(args.train), unlabeled, work, args))
     return harness.run_config(system, train=args.train, dev=args.dev, log_path=work / name / "train_log.jsonl",
                               paths=paths, training={"max_steps": args.max_steps} if args.max_steps else {})
+
+
+def stored_teacher_paths(teacher: str, train: Path, unlabeled: List[Path], work: Path,
+                         args: argparse.Namespace) -> Dict[str, str]:
+    """``paths`` of a student of ``teacher``'s stored outputs: the training
+    corpus (a directory linking the train file and the unlabeled text), the
+    outputs over it (made on first use, in ``--teacher-processes``
+    processes; their time is saved next to them) and the teacher."""
+    model = work / teacher / "model" / "model-best"
+    corpus = work / teacher / "distillation_corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for source in [train, *unlabeled]:
+        link = corpus / source.name
+        if not link.exists():
+            link.symlink_to(source.resolve())
+    outputs = work / teacher / "teacher_outputs"
+    timing = outputs / "seconds.json"
+    if not timing.exists():
+        print(f"[benchmark] {teacher}: storing its outputs over {', '.join(p.name for p in corpus.iterdir())}",
+              flush=True)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "spacy_lstm_tagger", "teacher-outputs", str(model), str(outputs),
+                        str(corpus), "--processes", str(args.teacher_processes)], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        srsly.write_json(timing, {"seconds": round(time.perf_counter() - start, 1),
+                                  "processes": args.teacher_processes})
+    return {"train": str(corpus), "teacher_outputs": str(outputs), "teacher": str(model)}
 
 
 def meta(name: str, system: System) -> Dict[str, Any]:
     return {"system": name, "config": system.describe(),
             **({"teachers": list(system.teachers)} if system.teachers else {}),
+            **({"stored_teacher": system.stored_teacher, "unlabeled": list(system.unlabeled)}
+               if system.stored_teacher else {}),
             **({"overrides": dict(system.overrides)} if system.overrides else {})}
 
 
@@ -176,7 +218,8 @@ def training_order(systems: List[str]) -> List[str]:
     """The trained systems behind ``systems``: a variant's source, teachers
     before their students, members before their ensemble."""
     trained = list(dict.fromkeys(VARIANTS.get(s, (s,))[0] for s in systems))
-    before = [t for s in trained for t in (SYSTEMS[s].teachers if s in SYSTEMS else ()) + tuple(ENSEMBLES.get(s, ()))]
+    before = [t for s in trained for t in (SYSTEMS[s].teachers if s in SYSTEMS else ()) + tuple(ENSEMBLES.get(s, ()))
+              + ((SYSTEMS[s].stored_teacher,) if s in SYSTEMS and SYSTEMS[s].stored_teacher else ())]
     return list(dict.fromkeys(before + trained))
 
 
@@ -192,11 +235,23 @@ def row(system: str, record: Dict, measured: Dict, seconds: List[float], work: P
         "peak_rss_mb": record["train_peak_rss_mb"],
         **({"stopped_at_step": record["stopped_at_step"]} if "stopped_at_step" in record else {}),
         **({"teachers": teachers} if teachers else {}),
+        **stored_teacher_row(record, work),
         **({"members": record["members"]} if "members" in record else {}),
         "inference_peak_rss_mb": measured["inference_peak_rss_mb"],
         "model_mb": round(harness.dir_size_mb(work / source / "model" / "model-best"), 2),
         "curve": record["curve"],
     }
+
+
+def stored_teacher_row(record: Dict, work: Path) -> Dict:
+    """A student's teacher, unlabeled text and the time its outputs took."""
+    if not record.get("stored_teacher"):
+        return {}
+    outputs = work / record["stored_teacher"] / "teacher_outputs"
+    meta = srsly.read_json(outputs / "meta.json")
+    return {"stored_teacher": record["stored_teacher"], "unlabeled": record["unlabeled"],
+            "teacher_outputs": {"sentences": meta["n_sentences"], "tokens": meta["n_tokens"], "top_k": meta["top_k"],
+                                **srsly.read_json(outputs / "seconds.json")}}
 
 
 def run(args: argparse.Namespace) -> Dict:
@@ -318,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--pretrained-dir", default=str(ROOT / "assets" / "pretrained"),
                        help="where scripts/prepare_pretrained.py writes the pretrained resources")
         p.add_argument("--max-steps", type=int, default=0, help="override every config's max_steps (0: keep)")
+        p.add_argument("--teacher-processes", type=int, default=1,
+                       help="processes storing a teacher's outputs for its students (1 torch thread each)")
         harness.add_run_options(p, threads=1, work_dir="work", output="ewt.json")
     parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS) + list(ENSEMBLES) + list(VARIANTS),
                         help=f"default: {' '.join(DEFAULT_SYSTEMS)}")
@@ -332,7 +389,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         file = str(Path(args.config).resolve()) if args.config else own.file
         system = System(preset=None if file else own.preset, file=file, factory=None if file else own.factory,
                         overrides={**own.overrides, **parse_overrides(args.set)}, resources=own.resources,
-                        teachers=own.teachers)
+                        teachers=own.teachers, stored_teacher=own.stored_teacher, unlabeled=own.unlabeled)
         out_dir = Path(args.work_dir) / args.system
         out_dir.mkdir(parents=True, exist_ok=True)
         system_config(args.system, args, system).to_disk(out_dir / "config.cfg")

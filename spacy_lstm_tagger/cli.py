@@ -8,6 +8,8 @@
     ensemble   combine trained taggers into one pipeline (mean probabilities)
     convert    CoNLL-U -> .spacy training data (a file, or a UD treebank
                directory), an XPOS '_' kept as a missing tag
+    teacher-outputs  store a trained tagger's top-k tag distributions over
+               corpora, for students that train without running it
 
 Errors (bad input, a missing model, a directory that is not a pipeline, a
 pipeline without a tagger, a missing optional dependency) are one message
@@ -209,7 +211,7 @@ def confusion_command(
 def init_config_command(
     ctx: typer.Context,
     output: str = typer.Argument(..., help="Config file to write, or - for stdout"),
-    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="The recipe: small (the default, any language and corpus size up to tens of thousands of words), efficiency (large corpora, fast), accuracy, joint (also UPOS and FEATS), distilled, distilled_fast, efficiency_transformer, or a one-feature variant (efficiency_crf, efficiency_vectors, ...; an unknown name lists them all)"),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="The recipe: small (the default, any language and corpus size up to tens of thousands of words), efficiency (large corpora, fast), accuracy, joint (also UPOS and FEATS), distilled, distilled_fast, efficiency_transformer, finetuned (a fine-tuned transformer teacher), student and student_fast (its students, on stored teacher outputs), or a one-feature variant (efficiency_crf, efficiency_vectors, ...; an unknown name lists them all)"),
     lang: Optional[str] = typer.Option(None, "--lang", "-l", help="Language code for [nlp] lang (default: the preset's, en)"),
 ) -> None:
     """Write a tuned training config (a preset) for `spacy train`. Extra
@@ -240,8 +242,11 @@ def train_hint(config_path: str, config: dict) -> str:
 
     paths = config.get("paths", {})
     missing = [key for key in ("train", "dev") if paths.get(key) in (None, "")]
-    command = " ".join(["python -m spacy train", shlex.quote(str(config_path)),
-                        *(f"--paths.{key} {key.upper()}.spacy" for key in missing)])
+    placeholders = [f"--paths.{key} {key.upper()}.spacy" for key in missing]
+    if "teacher_outputs" in paths and paths["teacher_outputs"] in (None, ""):
+        # a student of stored teacher outputs (python -m spacy_lstm_tagger teacher-outputs)
+        placeholders.append("--paths.teacher_outputs TEACHER_OUTPUTS_DIR")
+    command = " ".join(["python -m spacy train", shlex.quote(str(config_path)), *placeholders])
     given = [f"paths.{key} = {paths[key]}" for key in ("train", "dev") if key not in missing]
     return command + (f" (the config has {', '.join(given)})" if given else "")
 
@@ -334,6 +339,32 @@ def convert_command(
     except (ConvertError, OSError, UnicodeDecodeError) as err:
         msg.fail(str(err), exits=1)
     msg.good(f"Converted {sum(written.values())} sentences ({', '.join(f'{k} {v}' for k, v in written.items())})")
+
+
+@app.command("teacher-outputs")
+def teacher_outputs_command(
+    teacher: Path = typer.Argument(..., help="The trained teacher pipeline directory"),
+    output: Path = typer.Argument(..., help="The directory to write the outputs to (meta.json + shards)"),
+    corpora: List[Path] = typer.Argument(..., help=".spacy files or directories of them, labelled or not (e.g. the training corpus and unlabeled text)"),
+    component: str = typer.Option("lstm_tagger", "--component", "-c", help="The teacher's lstm_tagger component"),
+    top_k: int = typer.Option(8, "--top-k", "-k", help="Tags kept per token (the rest of the mass is dropped and each row renormalized)"),
+    processes: int = typer.Option(1, "--processes", "-n", help="Processes tagging in parallel, 1 torch thread each"),
+    shard_size: int = typer.Option(2000, "--shard-size", help="Sentences per stored shard (a rerun resumes at the first missing shard)"),
+) -> None:
+    """Run the teacher once over the sentences of CORPORA and store each
+    token's top-k tag distribution, compressed, with the teacher's
+    fingerprint, for `spacy_lstm_tagger.attach_stored_teacher.v1`
+    (configs/lstm_tagger_student.cfg): students then train at student speed,
+    and outputs of another teacher are refused."""
+    from .teacher_outputs import write_teacher_outputs
+
+    try:
+        meta = write_teacher_outputs(teacher, output, corpora, component=component, top_k=top_k,
+                                     shard_size=shard_size, processes=processes)
+    except (ValueError, OSError, RuntimeError) as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"Stored the top-{meta['top_k']} tags of {meta['n_tokens']:,} tokens "
+             f"({meta['n_sentences']:,} sentences) in {output}")
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from spacy.scorer import Scorer
 from spacy.tokens import Doc, Token
 from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, SequenceCategoricalCrossentropy
+from thinc.api import Config, Model, Optimizer, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 from wasabi import Printer
 
@@ -112,6 +112,7 @@ COMPONENT_SETTINGS = {
     "prob_attr": DEFAULT_PROB_ATTR,
     "alternatives_attr": DEFAULT_ALTERNATIVES_ATTR,
     "threads": None,
+    "learn_rate_scale": 1.0,
 }
 
 STANDARD_TRAINING_DROPOUT = float(DEFAULT_CONFIG["training"]["dropout"])
@@ -150,6 +151,7 @@ def make_lstm_tagger(
     prob_attr: str = DEFAULT_PROB_ATTR,
     alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
     threads: Optional[int] = None,
+    learn_rate_scale: float = 1.0,
 ) -> "LSTMTagger":
     """Create an ``lstm_tagger``: a part-of-speech tagger powered by a word +
     character BiLSTM written in PyTorch. Predicted tags go to ``Token.tag_``.
@@ -184,11 +186,18 @@ def make_lstm_tagger(
         threads; 0: leave torch alone. Worker processes (``nlp.pipe(n_process=N)``,
         ``tag -n N``) get 1 each unless their creator set a count
         (``model.choose_threads``).
+    learn_rate_scale: this component's weights update at this multiple of
+        ``[training.optimizer] learn_rate``. 1 (default) for a pipeline of
+        its own; a fine-tuned transformer upstream wants a rate ~20x smaller
+        than a BiLSTM trained from scratch, and spaCy has one optimizer for
+        all components: give the optimizer the transformer's rate and this
+        component e.g. 20 (configs/lstm_tagger_finetuned.cfg).
     """
     return _make_pipe(
         nlp, name, model, overwrite=overwrite, scorer=scorer, neg_prefix=neg_prefix,
         label_smoothing=label_smoothing, store_probabilities=store_probabilities, n_alternatives=n_alternatives,
-        prob_attr=prob_attr, alternatives_attr=alternatives_attr, threads=threads, write_joint_heads=False,
+        prob_attr=prob_attr, alternatives_attr=alternatives_attr, threads=threads,
+        learn_rate_scale=learn_rate_scale, write_joint_heads=False,
     )
 
 
@@ -230,15 +239,17 @@ def make_lstm_joint_tagger(
     prob_attr: str = DEFAULT_PROB_ATTR,
     alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
     threads: Optional[int] = None,
+    learn_rate_scale: float = 1.0,
 ) -> "LSTMTagger":
     """Create an ``lstm_joint_tagger``: the ``lstm_tagger`` with its joint
     heads on, writing ``Token.tag_``, ``Token.pos_`` and ``Token.morph`` from
-    one model (what spaCy needs a tagger and a morphologizer for). Dropout
-    and ``threads``: as ``lstm_tagger``."""
+    one model (what spaCy needs a tagger and a morphologizer for). Dropout,
+    ``threads`` and ``learn_rate_scale``: as ``lstm_tagger``."""
     return _make_pipe(
         nlp, name, model, overwrite=overwrite, scorer=scorer, neg_prefix=neg_prefix,
         label_smoothing=label_smoothing, store_probabilities=store_probabilities, n_alternatives=n_alternatives,
-        prob_attr=prob_attr, alternatives_attr=alternatives_attr, threads=threads, write_joint_heads=True,
+        prob_attr=prob_attr, alternatives_attr=alternatives_attr, threads=threads,
+        learn_rate_scale=learn_rate_scale, write_joint_heads=True,
     )
 
 
@@ -256,6 +267,7 @@ class LSTMTagger(Tagger):
         prob_attr: str = DEFAULT_PROB_ATTR,
         alternatives_attr: str = DEFAULT_ALTERNATIVES_ATTR,
         threads: Optional[int] = None,
+        learn_rate_scale: float = 1.0,
         write_joint_heads: bool = True,
         **kwargs,
     ) -> None:
@@ -275,6 +287,9 @@ class LSTMTagger(Tagger):
         self.n_alternatives = n_alternatives
         self.prob_attr = prob_attr
         self.alternatives_attr = alternatives_attr
+        if not learn_rate_scale > 0:
+            raise ValueError(f"[{name}] learn_rate_scale must be > 0, got {learn_rate_scale}")
+        self.learn_rate_scale = learn_rate_scale
         self.write_joint_heads = write_joint_heads
         set_predicted_heads(model, tuple(HEAD_DIMS) if write_joint_heads else ("tag",))
         choose_threads(threads)  # a bad value fails here, not at first use
@@ -533,6 +548,13 @@ class LSTMTagger(Tagger):
                 return distill_update(self, examples, drop=drop, sgd=sgd, losses=losses)
             return super().update(examples, drop=drop, sgd=sgd, losses=losses)
 
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Apply the gradients, at ``learn_rate_scale`` x the optimizer's rate."""
+        if self.learn_rate_scale == 1.0:
+            self.model.finish_update(sgd)
+        else:
+            self.model.finish_update(_ScaledOptimizer(sgd, self.learn_rate_scale))
+
     def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, List[Floats2d]]:
         """spaCy's tagger loss (or the CRF's), plus the joint heads' losses,
         after checking that every gold label is known (spaCy would fail with a
@@ -673,6 +695,22 @@ class LSTMTagger(Tagger):
         """The loaded cfg labels and model attrs must be the ones the weights were saved with."""
         if "model" not in exclude:
             check_loaded_weights(self.model, self._labels_by_head(), built)
+
+
+class _ScaledOptimizer:
+    """A view of a Thinc optimizer whose steps are ``scale`` x larger. Its
+    moments, averages and schedules stay the optimizer's (keyed per
+    parameter, so the view shares them with no one else's weights)."""
+
+    def __init__(self, optimizer: Optimizer, scale: float) -> None:
+        self._optimizer = optimizer
+        self._scale = scale
+
+    def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
+        return self._optimizer(key, weights, gradient, lr_scale=lr_scale * self._scale)
+
+    def __getattr__(self, name: str):
+        return getattr(self._optimizer, name)
 
 
 def _load_error(name: str, source: str, err: Exception) -> ValueError:

@@ -55,7 +55,7 @@ class Variant:
     """A preset that is a shipped config with a few settings changed: one of
     the optional features (static vectors, clusters, CRF, joint UPOS head)
     switched on, at the sizes it was measured with (``ewt_features.json``,
-    ``ewt_pretrained.json``). Kept in code rather than as more files in
+    ``ewt_pretrained_inputs.json``). Kept in code rather than as more files in
     ``configs/``, so each file there is a recipe a user picks for a reason."""
 
     base: str

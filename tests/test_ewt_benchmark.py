@@ -269,3 +269,40 @@ def test_the_tagging_peak_rss_leaves_out_what_scoring_held():
     assert after < before - 200
     numpy.ones((100, 1024, 1024), dtype=numpy.uint8)
     assert harness.peak_rss_mb() > after + 50
+
+
+def test_a_stored_teacher_student_trains_on_train_plus_unlabeled_after_its_teacher(tmp_path, monkeypatch):
+    """The student's teacher trains first; its outputs over a corpus directory
+    linking the train file and the unlabeled text are made once (then reused)
+    and the student's paths name all three."""
+    import srsly
+
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    (pretrained / "gutenberg.spacy").write_bytes(b"")
+    (tmp_path / "train.spacy").write_bytes(b"")
+    args = _args(tmp_path, "--pretrained-dir", str(pretrained), "--teacher-processes", "2")
+    order = ewt_benchmark.training_order(["lstm_tagger_student", "lstm_tagger_student_fast"])
+    assert order == ["lstm_tagger_finetuned", "lstm_tagger_student", "lstm_tagger_student_fast"]
+    calls = []
+
+    def fake_run(command, check, env):
+        calls.append(command)
+        out = Path(command[command.index("teacher-outputs") + 2])
+        out.mkdir(parents=True)
+        srsly.write_json(out / "meta.json", {"n_sentences": 3, "n_tokens": 9, "top_k": 8})
+
+    monkeypatch.setattr(ewt_benchmark.subprocess, "run", fake_run)
+    work = tmp_path / "work"
+    for name in ("lstm_tagger_student", "lstm_tagger_student_fast"):
+        config = ewt_benchmark.system_config(name, args)
+        teacher = work / "lstm_tagger_finetuned"
+        assert config["paths"]["train"] == str(teacher / "distillation_corpus")
+        assert config["paths"]["teacher_outputs"] == str(teacher / "teacher_outputs")
+        assert config["paths"]["teacher"] == str(teacher / "model" / "model-best")
+    assert len(calls) == 1 and calls[0][-2:] == ["--processes", "2"]
+    linked = sorted(p.name for p in (work / "lstm_tagger_finetuned" / "distillation_corpus").iterdir())
+    assert linked == ["gutenberg.spacy", "train.spacy"]
+    record = {"stored_teacher": "lstm_tagger_finetuned", "unlabeled": ["gutenberg"]}
+    row = ewt_benchmark.stored_teacher_row(record, work)
+    assert row["teacher_outputs"]["tokens"] == 9 and row["teacher_outputs"]["processes"] == 2
