@@ -66,7 +66,7 @@ OTHER_SYSTEMS = {
     "lstm_tagger_student": System(
         file="configs/lstm_tagger_student.cfg", stored_teacher="lstm_tagger_finetuned", unlabeled=("gutenberg",)),
     "lstm_tagger_student_fast": System(
-        file="configs/lstm_tagger_student_fast.cfg", stored_teacher="lstm_tagger_finetuned", unlabeled=("gutenberg",)),
+        preset="student_fast", stored_teacher="lstm_tagger_finetuned", unlabeled=("gutenberg",)),
     # another seed: a member of an ensemble
     "lstm_tagger_efficiency_seed1": System(preset="efficiency", overrides={"system.seed": 1}),
 }

@@ -134,6 +134,11 @@ VARIANTS: Dict[str, Variant] = {
         {f"{_MODEL}.bfloat16": REMOVE, f"{_MODEL}.char_embed_size": 24, f"{_MODEL}.char_hidden_size": 32,
          f"{_MODEL}.depth": 1, f"{_MODEL}.include_static_vectors": True, f"{_MODEL}.word_embed_size": 64,
          "paths.vectors": _MD_VECTORS, "training.max_steps": 10000, "training.optimizer.learn_rate": 0.002}),
+    "student_fast": Variant("student", (
+        "lstm_tagger, fast student: the student recipe (stored outputs of a fine-tuned transformer",
+        "teacher, training corpus + unlabeled text) with the narrower sentence BiLSTM of the",
+        "distilled-fast recipe, 2x64 instead of 2x96, for more words per second (docs/pretrained.md)."),
+        {f"{_MODEL}.hidden_size": 64}),
 }
 
 

@@ -14,6 +14,7 @@ from spacy.util import load_config
 from thinc.api import fix_random_seed
 
 from spacy_lstm_tagger.distill import Teacher, TeacherMember
+from spacy_lstm_tagger.presets import preset_config
 from spacy_lstm_tagger.teacher_outputs import (
     StoredTeacher, read_texts, teacher_fingerprint, write_teacher_outputs,
 )
@@ -139,13 +140,13 @@ def test_no_outputs_is_a_clear_error(tmp_path):
         StoredTeacher(tmp_path, 1.0)
 
 
-@pytest.mark.parametrize("name", ["lstm_tagger_student", "lstm_tagger_student_fast"])
+@pytest.mark.parametrize("name", ["student", "student_fast"])
 def test_student_config_learns_the_stored_teachers_tags(name, teacher_dir, corpus_dir, outputs_dir):
     """The student config, built as `spacy train` builds it, with the tiny
     model, gold tags all wrong and teacher_weight 1: it tags as the teacher."""
     fix_random_seed(0)
-    config = load_config(CONFIGS / f"{name}.cfg", overrides={
-        "paths.teacher_outputs": str(outputs_dir), "paths.teacher": str(teacher_dir)})
+    config = preset_config(name, overrides={
+        "paths.teacher_outputs": str(outputs_dir), "paths.teacher": str(teacher_dir)}).interpolate()
     config["components"]["lstm_tagger"]["model"].update(TINY_MODEL)
     config["initialize"]["after_init"]["teacher_weight"] = 1.0
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
