@@ -19,7 +19,7 @@ import gzip
 import hashlib
 import multiprocessing
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import srsly
@@ -270,9 +270,3 @@ def make_attach_stored_teacher(outputs: Optional[str], teacher: Optional[str] = 
 
     return attach_stored_teacher
 
-
-def iter_shards(path: Union[str, Path]) -> Iterator[Dict]:
-    """The shards' records, in order (for inspection)."""
-    meta = read_meta(path)
-    for i in range(meta["n_shards"]):
-        yield srsly.msgpack_loads(gzip.decompress(_shard_path(Path(path), i).read_bytes()))
