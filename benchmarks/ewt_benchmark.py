@@ -30,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness import ROOT, System  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from link_corpora import link_corpora  # noqa: E402
+
 MAIN_SYSTEMS = {
     "spacy_tagger": System(file="configs/spacy_tagger.cfg"),
     # what `spacy init config -p lstm_tagger` gives a user who picks nothing
@@ -164,11 +167,7 @@ def stored_teacher_paths(teacher: str, train: Path, unlabeled: List[Path], work:
     processes; their time is saved next to them) and the teacher."""
     model = work / teacher / "model" / "model-best"
     corpus = work / teacher / "distillation_corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    for source in [train, *unlabeled]:
-        link = corpus / source.name
-        if not link.exists():
-            link.symlink_to(source.resolve())
+    link_corpora(corpus, [train, *unlabeled])
     outputs = work / teacher / "teacher_outputs"
     timing = outputs / "seconds.json"
     if not timing.exists():

@@ -33,6 +33,13 @@ from .loading import load_naming_files
 from .model import crf_marginals, join_heads, split_heads
 
 
+def renormalize_rows(rows: numpy.ndarray) -> numpy.ndarray:
+    """Each row divided by its sum, so it is a distribution again after
+    columns were dropped (an all-zero row stays zero)."""
+    total = rows.sum(axis=1, keepdims=True)
+    return rows / numpy.where(total > 0, total, 1.0)
+
+
 @dataclass
 class TeacherMember:
     """One trained tagger of a teacher and the pipeline it belongs to.
@@ -70,8 +77,7 @@ class TeacherMember:
         for probs in tag_scores:
             probs = ops.to_numpy(probs)
             mapped = numpy.where(columns >= 0, probs[:, numpy.maximum(columns, 0)], 0.0).astype("float32")
-            total = mapped.sum(axis=1, keepdims=True)
-            out.append(mapped / numpy.where(total > 0, total, 1.0))
+            out.append(renormalize_rows(mapped))
         return out
 
 
@@ -126,8 +132,7 @@ class Teacher:
             mean = numpy.mean(rows, axis=0, dtype="float32")
             # a member with none of a token's mass on the student's labels gives
             # a zero row: renormalize so that every row stays a distribution
-            total = mean.sum(axis=1, keepdims=True)
-            out.append(mean / numpy.where(total > 0, total, 1.0))
+            out.append(renormalize_rows(mean))
         return out
 
 

@@ -23,9 +23,12 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import srsly
+from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.util import registry
 from thinc.types import Floats2d
+
+from .distill import TeacherMember, renormalize_rows
 
 META_FILE = "meta.json"
 FORMAT = "spacy_lstm_tagger.teacher_outputs.v1"
@@ -89,13 +92,13 @@ def _shard_path(output: Path, i: int) -> Path:
     return output / f"shard-{i:05d}.msgpack.gz"
 
 
-def _write_shards(teacher: str, component: str, texts: List[Text], shards: List[int], shard_size: int,
-                  top_k: int, output: str, batch_size: int) -> None:
-    """Tag ``shards`` (indices into ``texts``' shards) with the teacher; one process's work."""
-    from .distill import TeacherMember
+def _write_shards(teacher: Union[str, Language], component: str, texts: List[Text], shards: List[int],
+                  shard_size: int, top_k: int, output: str, batch_size: int) -> None:
+    """Tag ``shards`` (indices into ``texts``' shards) with the teacher (a
+    loaded pipeline, or its path in a worker process); one process's work."""
     from .loading import load_naming_files
 
-    nlp = load_naming_files(teacher, what="the teacher")
+    nlp = teacher if isinstance(teacher, Language) else load_naming_files(teacher, what="the teacher")
     member = TeacherMember(nlp, nlp.get_pipe(component))
     labels = tuple(member.pipe.labels)
     for i in shards:
@@ -138,7 +141,6 @@ def write_teacher_outputs(teacher: Union[str, Path], output: Union[str, Path], c
     if component not in nlp.pipe_names or not hasattr(nlp.get_pipe(component), "use_crf"):
         raise ValueError(f"The teacher {teacher} has no lstm_tagger component {component!r} (it has {nlp.pipe_names})")
     labels = list(nlp.get_pipe(component).labels)
-    del nlp
     texts = read_texts(corpora)
     n_shards = (len(texts) + shard_size - 1) // shard_size
     meta = {"format": FORMAT, "teacher": str(teacher), "fingerprint": fingerprint, "component": component,
@@ -154,13 +156,14 @@ def write_teacher_outputs(teacher: Union[str, Path], output: Union[str, Path], c
     todo = [i for i in range(n_shards) if not _shard_path(output, i).exists()]
     print(f"[teacher-outputs] {len(texts):,} sentences, {meta['n_tokens']:,} tokens; "
           f"{len(todo)} of {n_shards} shards to tag", flush=True)
-    args = (str(teacher), component, texts)
     tail = (shard_size, top_k, str(output), batch_size)
     if processes == 1 or len(todo) <= 1:
-        _write_shards(*args, todo, *tail)
+        _write_shards(nlp, component, texts, todo, *tail)
     else:
+        del nlp  # each worker loads its own
         context = multiprocessing.get_context("spawn")
-        workers = [context.Process(target=_write_shards, args=(*args, todo[w::processes], *tail))
+        workers = [context.Process(target=_write_shards,
+                                   args=(str(teacher), component, texts, todo[w::processes], *tail))
                    for w in range(processes)]
         for worker in workers:
             worker.start()
@@ -238,9 +241,7 @@ class StoredTeacher:
             columns = self._columns[indices.astype("int64")]
             numpy.put_along_axis(rows, numpy.where(columns >= 0, columns, len(student_labels)),
                                  probs.astype("float32"), axis=1)
-            rows = rows[:, :-1]
-            total = rows.sum(axis=1, keepdims=True)
-            out.append(rows / numpy.where(total > 0, total, 1.0))
+            out.append(renormalize_rows(rows[:, :-1]))
         return out
 
 
