@@ -77,6 +77,9 @@ SYSTEMS = {**MAIN_SYSTEMS, **OTHER_SYSTEMS}
 RESOURCE_FILES = {"md": "en_core_web_md_vectors", "glove": "glove_6b_50d", "clusters": "en_lexeme_cluster.json.gz",
                   "minilm": "all-MiniLM-L6-v2", "minilm-pipeline": "all-MiniLM-L6-v2-spacy",
                   "gutenberg": "gutenberg.spacy"}
+# a student's corpus repeats EWT train until it is about half of the tokens
+# next to the unlabeled text (scripts/link_corpora.py --gold-share)
+GOLD_SHARE = 0.5
 # Ensembles (spacy_lstm_tagger/ensemble.py: mean probabilities) of trained
 # members; their training time is the longest member's (members train side by side).
 ENSEMBLES = {
@@ -167,7 +170,7 @@ def stored_teacher_paths(teacher: str, train: Path, unlabeled: List[Path], work:
     processes; their time is saved next to them) and the teacher."""
     model = work / teacher / "model" / "model-best"
     corpus = work / teacher / "distillation_corpus"
-    link_corpora(corpus, [train, *unlabeled])
+    link_corpora(corpus, [train, *unlabeled], gold_share=GOLD_SHARE)
     outputs = work / teacher / "teacher_outputs"
     timing = outputs / "seconds.json"
     if not timing.exists():
