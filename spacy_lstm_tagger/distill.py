@@ -26,7 +26,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
 from spacy.util import registry
-from thinc.api import Optimizer, SequenceCategoricalCrossentropy, set_dropout_rate
+from thinc.api import Optimizer, SequenceCategoricalCrossentropy, get_array_module, set_dropout_rate
 from thinc.types import Floats2d
 
 from .loading import load_naming_files
@@ -142,9 +142,13 @@ def get_teacher_student_loss(
     """Cross-entropy of the student's tag distribution to the teacher's, and
     its gradient w.r.t. the student's logits (Thinc's loss with soft targets,
     as spaCy v4's tagger uses it; Thinc reports a squared error for soft
-    targets, so the cross-entropy itself is computed here)."""
+    targets, so the cross-entropy itself is computed here). A token whose
+    teacher row is all zeros (its mass lay on labels the student lacks)
+    teaches nothing: its gradient is zero, not a push down on every tag."""
     loss_func = SequenceCategoricalCrossentropy(normalize=False)
     d_scores, _ = loss_func(student_probs, teacher_probs)
+    d_scores = [d * get_array_module(d).asarray(numpy.asarray(t).sum(axis=1, keepdims=True) > 0)
+                for d, t in zip(d_scores, teacher_probs)]
     loss = sum(
         -float((numpy.asarray(t) * numpy.log(numpy.maximum(numpy.asarray(s), 1e-12))).sum())
         for t, s in zip(teacher_probs, student_probs)

@@ -8,7 +8,8 @@ uint16, probabilities as float16), in gzip'ed msgpack shards of
 ``shard_size`` sentences. ``meta.json`` holds the teacher's labels and its
 *fingerprint*: the SHA-256 of the pipeline's files, so outputs made by
 another (e.g. retrained) teacher are refused. A shard already written for
-the same fingerprint is kept: an interrupted run resumes.
+the same fingerprint, settings and sentences (their SHA-256) is kept: an
+interrupted run resumes, wherever the teacher and the corpora now lie.
 
 ``StoredTeacher`` reads them back for ``spacy_lstm_tagger.distill``: it has
 the live teacher's interface (``weight``, ``probabilities``), finds each
@@ -146,10 +147,12 @@ def write_teacher_outputs(teacher: Union[str, Path], output: Union[str, Path], c
     meta = {"format": FORMAT, "teacher": str(teacher), "fingerprint": fingerprint, "component": component,
             "labels": labels, "top_k": min(top_k, len(labels)), "shard_size": shard_size, "n_shards": n_shards,
             "n_sentences": len(texts), "n_tokens": sum(len(words) for words, _ in texts),
-            "corpora": [str(c) for c in corpora]}
+            "corpora": [str(c) for c in corpora], "texts_sha256": _texts_digest(texts)}
     output.mkdir(parents=True, exist_ok=True)
     previous = srsly.read_json(output / META_FILE) if (output / META_FILE).exists() else None
-    if previous != meta:
+    # the teacher's and the corpora's paths are a record, not the identity:
+    # the same teacher (fingerprint) over the same sentences, moved, resumes
+    if previous is None or _identity(previous) != _identity(meta):
         for stale in output.glob("shard-*.msgpack.gz"):
             stale.unlink()
     srsly.write_json(output / META_FILE, meta)
@@ -174,6 +177,18 @@ def write_teacher_outputs(teacher: Union[str, Path], output: Union[str, Path], c
             raise RuntimeError(f"{len(failed)} teacher-outputs process(es) failed (exit {failed}); "
                                "run again to resume")
     return meta
+
+
+def _texts_digest(texts: List[Text]) -> str:
+    digest = hashlib.sha256()
+    for words, spaces in texts:
+        digest.update(srsly.json_dumps([words, spaces]).encode("utf8"))
+    return digest.hexdigest()
+
+
+def _identity(meta: Dict) -> Dict:
+    """What makes two runs' outputs the same: all of meta but the paths."""
+    return {key: value for key, value in meta.items() if key not in ("teacher", "corpora")}
 
 
 def read_meta(path: Union[str, Path]) -> Dict:

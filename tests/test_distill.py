@@ -122,6 +122,19 @@ def test_teacher_student_loss_is_the_cross_entropy_with_its_gradient():
     numpy.testing.assert_allclose(d_scores[0], student[0] - teacher[0], atol=1e-6)
 
 
+def test_a_token_the_teacher_knows_nothing_of_gets_no_soft_gradient():
+    """A zero teacher row (its top-k lay on labels the student lacks) must not
+    push every one of the student's tags down."""
+    from spacy_lstm_tagger.distill import get_teacher_student_loss
+
+    teacher = [numpy.array([[0.6, 0.3, 0.1], [0.0, 0.0, 0.0]], dtype="f")]
+    student = [numpy.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype="f")]
+    loss, d_scores = get_teacher_student_loss(teacher, student)
+    numpy.testing.assert_allclose(d_scores[0][0], student[0][0] - teacher[0][0], atol=1e-6)
+    assert not d_scores[0][1].any()
+    assert abs(loss + (0.6 * numpy.log(0.7) + 0.3 * numpy.log(0.2) + 0.1 * numpy.log(0.1))) < 1e-5
+
+
 def test_a_teacher_with_an_upstream_tok2vec_tags_its_own_copies_of_the_docs():
     """The teacher's lstm_tagger listens to a tok2vec of its own pipeline; the
     student (no tok2vec, another vocab) still learns the teacher's tags."""

@@ -125,6 +125,25 @@ def test_incomplete_outputs_are_refused_and_a_rerun_resumes(teacher_dir, corpus_
     assert len(StoredTeacher(path, 1.0)) == len(TRAIN_DATA) + len(UNLABELED)
 
 
+def test_a_moved_teacher_resumes_and_other_sentences_start_again(teacher_dir, corpus_dir, tmp_path, capsys):
+    """The fingerprint and the sentences make the outputs, not the paths."""
+    import shutil
+
+    path = tmp_path / "outputs"
+    write_teacher_outputs(teacher_dir, path, [corpus_dir], top_k=3, shard_size=2)
+    moved = shutil.copytree(teacher_dir, tmp_path / "moved_teacher")
+    capsys.readouterr()
+    write_teacher_outputs(moved, path, [corpus_dir], top_k=3, shard_size=2)
+    assert "0 of 4 shards to tag" in capsys.readouterr().out
+    other = tmp_path / "other_corpus"
+    other.mkdir()
+    nlp = spacy.blank("en")
+    DocBin(docs=[nlp.make_doc(text) for text in ["Green ham", "Blue eggs", "Ham", "Eggs", "She ate",
+                                                 "They like it", "Eat it"]]).to_disk(other / "other.spacy")
+    write_teacher_outputs(moved, path, [other], top_k=3, shard_size=2)
+    assert "4 of 4 shards to tag" in capsys.readouterr().out
+
+
 def test_two_processes_write_the_same_outputs(teacher_dir, corpus_dir, outputs_dir, tmp_path):
     path = tmp_path / "outputs"
     write_teacher_outputs(teacher_dir, path, [corpus_dir], top_k=3, shard_size=2, processes=2)
