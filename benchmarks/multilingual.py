@@ -382,6 +382,10 @@ def run(args: argparse.Namespace) -> Dict:
                 row["inference_peak_rss_mb"] = max(row["inference_peak_rss_mb"], timed["inference_peak_rss_mb"])
         if not args.collect_only:
             say(f"timing round {round_ + 1}/{args.rounds} done")
+    if args.collect_only and not any((work / tb / name / "eval.json").exists()
+                                     for tb in treebanks for name in systems):
+        raise SystemExit(f"multilingual: --collect-only found no finished system under {work}: "
+                         "run without it first")
     result = collect(args, work, systems, splits, errors, timings)
     harness.write_results(result, output, plot)
     print_table(result)

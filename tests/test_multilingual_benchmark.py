@@ -206,3 +206,13 @@ def test_spacy_tagger_trains_on_a_tag_that_looks_negative(tmp_path):
                 nlp.update(examples)
         else:
             assert nlp.update(examples)["tagger"] > 0
+
+
+@needs_data
+def test_collect_only_with_nothing_finished_says_so(tmp_path):
+    argv = ["--data-dir", str(DATA_DIR), "--treebanks", TREEBANK, "--limit-sents", "30", "--n-sents", "5",
+            "--systems", "spacy_tagger", "--work-dir", str(tmp_path / "work"),
+            "--output", str(tmp_path / "out.json"), "--collect-only"]
+    with pytest.raises(SystemExit, match="found no finished system"):
+        bench.main(argv)
+    assert not (tmp_path / "out.json").exists()
