@@ -279,8 +279,12 @@ def test_a_stored_teacher_student_trains_on_train_plus_unlabeled_after_its_teach
 
     pretrained = tmp_path / "pretrained"
     pretrained.mkdir()
-    (pretrained / "gutenberg.spacy").write_bytes(b"")
-    (tmp_path / "train.spacy").write_bytes(b"")
+    from spacy.tokens import Doc, DocBin
+
+    vocab = spacy.blank("en").vocab
+    # 10 annotated tokens beside 30 unlabeled ones: train is linked 3 times (--gold-share 0.5)
+    DocBin(docs=[Doc(vocab, words=["w"] * 5)] * 6).to_disk(pretrained / "gutenberg.spacy")
+    DocBin(docs=[Doc(vocab, words=["w"] * 5)] * 2).to_disk(tmp_path / "train.spacy")
     args = _args(tmp_path, "--pretrained-dir", str(pretrained), "--teacher-processes", "2")
     order = ewt_benchmark.training_order(["lstm_tagger_student", "lstm_tagger_student_fast"])
     assert order == ["lstm_tagger_finetuned", "lstm_tagger_student", "lstm_tagger_student_fast"]
@@ -302,7 +306,7 @@ def test_a_stored_teacher_student_trains_on_train_plus_unlabeled_after_its_teach
         assert config["paths"]["teacher"] == str(teacher / "model" / "model-best")
     assert len(calls) == 1 and calls[0][-2:] == ["--processes", "2"]
     linked = sorted(p.name for p in (work / "lstm_tagger_finetuned" / "distillation_corpus").iterdir())
-    assert linked == ["gutenberg.spacy", "train.spacy"]
+    assert linked == ["gutenberg.spacy", "train.copy2.spacy", "train.copy3.spacy", "train.spacy"]
     record = {"stored_teacher": "lstm_tagger_finetuned", "unlabeled": ["gutenberg"]}
     row = ewt_benchmark.stored_teacher_row(record, work)
     assert row["teacher_outputs"]["tokens"] == 9 and row["teacher_outputs"]["processes"] == 2
