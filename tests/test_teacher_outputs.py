@@ -135,13 +135,17 @@ def test_a_moved_teacher_resumes_and_other_sentences_start_again(teacher_dir, co
     capsys.readouterr()
     write_teacher_outputs(moved, path, [corpus_dir], top_k=3, shard_size=2)
     assert "0 of 4 shards to tag" in capsys.readouterr().out
+    # the same number of sentences and tokens, other words: only the sentences' digest tells
     other = tmp_path / "other_corpus"
     other.mkdir()
-    nlp = spacy.blank("en")
-    DocBin(docs=[nlp.make_doc(text) for text in ["Green ham", "Blue eggs", "Ham", "Eggs", "She ate",
-                                                 "They like it", "Eat it"]]).to_disk(other / "other.spacy")
+    vocab = spacy.blank("en").vocab
+    DocBin(docs=[Doc(vocab, words=[w.upper() for w in words], spaces=list(spaces))
+                 for words, spaces in read_texts([corpus_dir])]).to_disk(other / "other.spacy")
+    first = srsly.read_json(path / "meta.json")
     write_teacher_outputs(moved, path, [other], top_k=3, shard_size=2)
     assert "4 of 4 shards to tag" in capsys.readouterr().out
+    again = srsly.read_json(path / "meta.json")
+    assert (again["n_sentences"], again["n_tokens"]) == (first["n_sentences"], first["n_tokens"])
 
 
 def test_two_processes_write_the_same_outputs(teacher_dir, corpus_dir, outputs_dir, tmp_path):
