@@ -58,6 +58,7 @@ ARCHITECTURE_BOUNDS: Dict[str, Bound] = {
     "word_dropout": Bound(float, 0.0, 1.0, "word dropout rate", high_open=True),
     "max_window": Bound(int, 1, 1_000_000, "tokens per window for long Docs"),
     "window_context": Bound(int, 0, 500_000, "context tokens on each side of a window"),
+    "sentence_windows": Bound(bool, meaning="tag each sentence of a Doc with sentence boundaries on its own on/off"),
     "joint_pos": Bound(bool, meaning='UPOS head on/off, or "auto": on when the training data has UPOS',
                        also=("auto",)),
     "joint_morph": Bound(bool, meaning='FEATS head on/off, or "auto": on when the training data has FEATS',

@@ -7,7 +7,11 @@ Two ideas keep it fast and bounded:
   words keep only their first and last characters;
 * long Docs are cut into overlapping windows, so a 20,000-token Doc without
   sentence boundaries costs memory proportional to the window, and every token
-  is scored from a window where it has ``context`` tokens on each side.
+  is scored from a window where it has ``context`` tokens on each side;
+* with ``sentence_windows`` on, no window crosses a sentence boundary the
+  Doc has (a parser, senter or sentencizer ran before the tagger), so a
+  document is tagged as a model trained on one sentence at a time
+  (``gold_preproc``) saw its training data.
 """
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.attrs import IDS as SPACY_ATTR_IDS
-from spacy.attrs import ORTH, SHAPE
+from spacy.attrs import ORTH, SENT_START, SHAPE
 from spacy.lang.lex_attrs import word_shape
 from spacy.strings import hash_string
 from spacy.symbols import NAMES as SYMBOL_NAMES
@@ -59,12 +63,18 @@ class Features:
     clusters: Optional[numpy.ndarray] = None  # (n_windows, max_len, n_cluster_prefixes) int64
 
 
-def plan_windows(doc_lengths: Sequence[int], max_window: int, context: int) -> List[Window]:
+def plan_windows(
+    doc_lengths: Sequence[int], max_window: int, context: int,
+    segments: Optional[Sequence[Optional[Sequence[Tuple[int, int]]]]] = None,
+) -> List[Window]:
     """Cut each Doc into windows of at most ``max_window`` tokens.
 
-    Empty Docs get no window. A Doc that fits is one window. Otherwise the Doc
-    is split into cores of ``max_window - 2 * context`` tokens, each widened by
-    up to ``context`` tokens on both sides; only the core is kept.
+    ``segments`` (optional, per Doc: ``(start, end)`` spans that partition it,
+    in order, e.g. its sentences; ``None`` for a Doc: the whole Doc) are cut
+    on their own, so no window crosses a segment's edge. Empty Docs get no
+    window. A segment that fits is one window. Otherwise it is split into
+    cores of ``max_window - 2 * context`` tokens, each widened by up to
+    ``context`` tokens on both sides within the segment; only the core is kept.
     """
     if context < 0 or max_window - 2 * context < 1:
         raise ValueError(
@@ -73,16 +83,38 @@ def plan_windows(doc_lengths: Sequence[int], max_window: int, context: int) -> L
     stride = max_window - 2 * context
     windows = []
     for i, n in enumerate(doc_lengths):
-        if n <= max_window:
-            if n > 0:
-                windows.append(Window(i, 0, n, 0, n))
-            continue
-        for core_start in range(0, n, stride):
-            core_end = min(n, core_start + stride)
-            windows.append(
-                Window(i, max(0, core_start - context), min(n, core_end + context), core_start, core_end)
-            )
+        spans = segments[i] if segments is not None and segments[i] is not None else ((0, n),)
+        for first, last in spans:
+            if last - first <= max_window:
+                if last > first:
+                    windows.append(Window(i, first, last, first, last))
+                continue
+            for core_start in range(first, last, stride):
+                core_end = min(last, core_start + stride)
+                windows.append(Window(
+                    i, max(first, core_start - context), min(last, core_end + context), core_start, core_end))
     return windows
+
+
+def sentence_spans(doc: Doc) -> Optional[List[Tuple[int, int]]]:
+    """The ``(start, end)`` token spans of ``doc``'s sentences where something
+    set sentence boundaries (``Doc.has_annotation("SENT_START")``: a parser,
+    senter or sentencizer before the tagger), else ``None`` (the Doc is one
+    sequence). Read from one array, not from ``Doc.sents``."""
+    if len(doc) < 2 or not doc.has_annotation("SENT_START"):
+        return None
+    starts = numpy.flatnonzero(doc.to_array(SENT_START)[1:] == 1) + 1
+    if not len(starts):
+        return None
+    bounds = [0, *starts.tolist(), len(doc)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def doc_windows(docs: Sequence[Doc], max_window: int, context: int, sentence_windows: bool) -> List[Window]:
+    """:func:`plan_windows` for ``docs``: within each sentence
+    (:func:`sentence_spans`) with ``sentence_windows``, else over whole Docs."""
+    segments = [sentence_spans(doc) for doc in docs] if sentence_windows else None
+    return plan_windows([len(doc) for doc in docs], max_window, context, segments)
 
 
 def hash_rows(keys: numpy.ndarray, n_rows: int, n_hashes: int, seed: int = 0) -> numpy.ndarray:
@@ -277,10 +309,11 @@ def featurize(
     n_suffixes: int = 0,
     use_shape: bool = False,
     n_affix_rows: int = 1,
+    sentence_windows: bool = False,
 ) -> Features:
     """Build the integer inputs of the torch module for ``docs``."""
     attr_id = SPACY_ATTR_IDS[word_attr.upper()]
-    windows = plan_windows([len(doc) for doc in docs], max_window, window_context)
+    windows = doc_windows(docs, max_window, window_context, sentence_windows)
     n_win = len(windows)
     max_len = max((w.end - w.start for w in windows), default=0)
     word_ids = numpy.full((n_win, max_len, n_word_hashes), UNKNOWN_WORD_ID, dtype="int64")

@@ -29,7 +29,9 @@ from . import crf as crf_ops
 from .char_cache import CharEncodingCache
 from . import weights
 from .config_checks import check_architecture_args
-from .featurize import Window, cluster_table, featurize, n_affix_features, plan_windows, static_vectors_width
+from .featurize import (
+    Window, cluster_table, doc_windows, featurize, n_affix_features, plan_windows, static_vectors_width,
+)
 from .pytorch_model import HEADS, CharBiLSTMEncoder, WordCharBiLSTMTagger
 from .quantize import AutoBFloat16Inference, BFloat16Inference, QuantizedInference
 from .shim import pytorch_wrapper
@@ -57,6 +59,11 @@ class FeatureConfig:
     use_shape: bool = False
     n_affix_rows: int = 1
     n_cluster_rows: int = 0
+    sentence_windows: bool = False
+
+    def windows(self, docs: Sequence[Doc]) -> List[Window]:
+        """The windows the LSTM reads for ``docs`` (``featurize.doc_windows``)."""
+        return doc_windows(docs, self.max_window, self.window_context, self.sentence_windows)
 
 
 @registry.architectures("spacy_lstm_tagger.WordCharBiLSTM.v1")
@@ -76,6 +83,7 @@ def build_wordchar_bilstm_tagger(
     word_dropout: float = 0.1,
     max_window: int = 256,
     window_context: int = 24,
+    sentence_windows: bool = True,
     joint_pos: Union[bool, str] = False,
     crf: bool = False,
     include_static_vectors: bool = False,
@@ -105,6 +113,12 @@ def build_wordchar_bilstm_tagger(
         with the unknown-word row, so rare words lean on their characters.
     max_window, window_context: Docs longer than ``max_window`` tokens are
         tagged in overlapping windows with ``window_context`` tokens of context.
+    sentence_windows: where a Doc has sentence boundaries (a parser, senter
+        or sentencizer before the tagger set them), the sentence BiLSTM reads
+        each sentence on its own, in training too: a model trained on one
+        sentence per Doc (``gold_preproc``) then tags a whole document as it
+        tags its sentences. A Doc without boundaries is one sequence.
+        false: every Doc is one sequence.
     joint_pos: add a second linear head for UPOS (``Token.pos_``); each
         output row is then the tag probabilities followed by the POS ones.
         ``lstm_joint_tagger`` writes its predictions; on ``lstm_tagger`` it is
@@ -142,7 +156,7 @@ def build_wordchar_bilstm_tagger(
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
         lstm_input_size=lstm_input_size,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
-        window_context=window_context, joint_pos=joint_pos, crf=crf,
+        window_context=window_context, sentence_windows=sentence_windows, joint_pos=joint_pos, crf=crf,
         include_static_vectors=include_static_vectors, char_cache_size=char_cache_size,
         quantize=quantize, bfloat16=bfloat16, nO=nO,
     )
@@ -152,7 +166,7 @@ def build_wordchar_bilstm_tagger(
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
         lstm_input_size=lstm_input_size,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
-        window_context=window_context, joint_pos=joint_pos, joint_morph=False, crf=crf,
+        window_context=window_context, sentence_windows=sentence_windows, joint_pos=joint_pos, joint_morph=False, crf=crf,
         include_static_vectors=include_static_vectors, n_prefixes=0, n_suffixes=0,
         use_shape=False, n_affix_rows=1, affix_embed_size=0,
         char_cache_size=char_cache_size, quantize=quantize, bfloat16=bfloat16, nO=nO,
@@ -181,6 +195,7 @@ def build_wordchar_bilstm_tagger_v2(
     word_dropout: float = 0.25,
     max_window: int = 256,
     window_context: int = 24,
+    sentence_windows: bool = True,
     joint_pos: Union[bool, str] = False,
     joint_morph: Union[bool, str] = False,
     crf: bool = False,
@@ -239,7 +254,7 @@ def build_wordchar_bilstm_tagger_v2(
         n_chars=n_chars, max_word_chars=max_word_chars, n_prefixes=n_prefixes, n_suffixes=n_suffixes,
         use_shape=use_shape, n_affix_rows=n_affix_rows, affix_embed_size=affix_embed_size,
         hidden_size=hidden_size, depth=depth, lstm_input_size=lstm_input_size, dropout=dropout,
-        word_dropout=word_dropout, max_window=max_window, window_context=window_context, joint_pos=joint_pos,
+        word_dropout=word_dropout, max_window=max_window, window_context=window_context, sentence_windows=sentence_windows, joint_pos=joint_pos,
         joint_morph=joint_morph, crf=crf, include_static_vectors=include_static_vectors, nO=nO,
         cluster_embed_size=cluster_embed_size, n_cluster_rows=n_cluster_rows, tok2vec=tok2vec,
         tok2vec_proj_size=tok2vec_proj_size, char_cache_size=char_cache_size, quantize=quantize,
@@ -251,7 +266,7 @@ def build_wordchar_bilstm_tagger_v2(
         n_chars=n_chars, max_word_chars=max_word_chars, hidden_size=hidden_size, depth=depth,
         lstm_input_size=lstm_input_size,
         dropout=dropout, word_dropout=word_dropout, max_window=max_window,
-        window_context=window_context, joint_pos=joint_pos, joint_morph=joint_morph, crf=crf,
+        window_context=window_context, sentence_windows=sentence_windows, joint_pos=joint_pos, joint_morph=joint_morph, crf=crf,
         include_static_vectors=include_static_vectors, n_prefixes=n_prefixes,
         n_suffixes=n_suffixes, use_shape=use_shape, n_affix_rows=n_affix_rows,
         affix_embed_size=affix_embed_size, cluster_embed_size=cluster_embed_size,
@@ -264,7 +279,7 @@ def _build(
     *, word_embed_size: int, n_word_rows: int, n_word_hashes: int, word_attr: str,
     char_embed_size: int, char_hidden_size: int, n_chars: int, max_word_chars: int,
     hidden_size: int, depth: int, lstm_input_size: int, dropout: float, word_dropout: float, max_window: int,
-    window_context: int, joint_pos: Union[bool, str], joint_morph: Union[bool, str], crf: bool,
+    window_context: int, sentence_windows: bool, joint_pos: Union[bool, str], joint_morph: Union[bool, str], crf: bool,
     include_static_vectors: bool, n_prefixes: int, n_suffixes: int, use_shape: bool,
     n_affix_rows: int, affix_embed_size: int, char_cache_size: int, quantize: bool, bfloat16: Union[bool, str],
     cluster_embed_size: int = 0, n_cluster_rows: int = 0,
@@ -297,7 +312,7 @@ def _build(
     features = FeatureConfig(
         word_attr=word_attr.upper(), n_word_rows=n_word_rows, n_word_hashes=n_word_hashes,
         n_chars=n_chars, max_word_chars=max_word_chars, max_window=max_window,
-        window_context=window_context, include_static_vectors=include_static_vectors,
+        window_context=window_context, sentence_windows=sentence_windows, include_static_vectors=include_static_vectors,
         n_prefixes=n_prefixes, n_suffixes=n_suffixes, use_shape=use_shape,
         n_affix_rows=n_affix_rows,
         n_cluster_rows=n_cluster_rows if cluster_embed_size else 0,
@@ -555,7 +570,7 @@ def convert_outputs(
     docs, logits = docs_and_scores
     docs = docs[0] if isinstance(docs, tuple) else docs  # (docs, upstream features)
     ops = model.ops
-    windows = plan_windows([len(doc) for doc in docs], features.max_window, features.window_context)
+    windows = features.windows(docs)
     module = model.shims[0]._model
     sizes = [size for size in module.head_sizes(predicting=not is_train).values() if size]
     n_columns = sum(sizes)
