@@ -36,3 +36,8 @@ def test_split_counts_seen_and_unseen_words_and_skips_missing_tags(trained_nlp, 
     assert row["iv"]["tag_acc"] == round(100 * sum(right[i] for i in (0, 1, 3)) / 3, 2)
     assert row["oov"]["tag_acc"] == round(100 * sum(right[i] for i in (2, 4)) / 2, 2)
     assert row["all"]["tag_acc"] == round(100 * sum(right[:5]) / 5, 2)
+    # the seen words by how training saw them: "I" once; "like" and "ham" twice, each with one tag
+    assert [sum(t.text == w for doc in train for t in doc) for w in ("I", "like", "ham")] == [1, 2, 2]
+    assert row["iv_once"] == {"words": 1, "tag_acc": 100.0 * right[0]}
+    assert row["iv_one_tag"] == {"words": 2, "tag_acc": round(100 * (right[1] + right[3]) / 2, 2)}
+    assert "iv_ambiguous" not in row
