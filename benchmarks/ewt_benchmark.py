@@ -70,6 +70,9 @@ OTHER_SYSTEMS = {
         file="configs/lstm_tagger_student.cfg", stored_teacher="lstm_tagger_finetuned", unlabeled=("gutenberg",)),
     "lstm_tagger_student_fast": System(
         preset="student_fast", stored_teacher="lstm_tagger_finetuned", unlabeled=("gutenberg",)),
+    "lstm_tagger_student_vectors": System(
+        preset="student_md_vectors", resources={"vectors": "md"}, stored_teacher="lstm_tagger_finetuned",
+        unlabeled=("gutenberg",)),
     # another seed: a member of an ensemble
     "lstm_tagger_efficiency_seed1": System(preset="efficiency", overrides={"system.seed": 1}),
 }

@@ -139,6 +139,11 @@ VARIANTS: Dict[str, Variant] = {
         "teacher, training corpus + unlabeled text) with the narrower sentence BiLSTM of the",
         "distilled-fast recipe, 2x64 instead of 2x96, for more words per second (docs/pretrained.md)."),
         {f"{_MODEL}.hidden_size": 64}),
+    "student_md_vectors": Variant("student", (
+        "lstm_tagger, student with static vectors: the student recipe (stored outputs of a fine-tuned",
+        "transformer teacher, training corpus + unlabeled text) plus en_core_web_md 3.7.1's 300-d vectors",
+        "through a trainable projection, for the words neither corpus has (docs/pretrained.md). " + _PREPARE),
+        {f"{_MODEL}.include_static_vectors": True, "paths.vectors": _MD_VECTORS}),
 }
 
 
