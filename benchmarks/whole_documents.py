@@ -56,6 +56,7 @@ def score_ways(model: Path, corpus: Path) -> Dict[str, float]:
 
     torch.set_num_threads(1)
     nlp = spacy.load(model)
+
     def documents(gold_sentences: bool = False) -> List:
         # fresh untagged Docs each time: a tagger leaves tags it finds alone (overwrite = false)
         return [Example(Doc(nlp.vocab, words=[t.text for t in eg.reference],
@@ -65,12 +66,13 @@ def score_ways(model: Path, corpus: Path) -> Dict[str, float]:
                 for eg in Corpus(str(corpus))(nlp)]
 
     sentences = list(Corpus(str(corpus), gold_preproc=True)(nlp))
-    scores = {"sentences": tag_accuracy(nlp, sentences), "documents": tag_accuracy(nlp, documents()),
+    whole = documents()
+    scores = {"sentences": tag_accuracy(nlp, sentences), "documents": tag_accuracy(nlp, whole),
               "documents_gold_sentences": tag_accuracy(nlp, documents(gold_sentences=True))}
     taggers = [name for name, _pipe in nlp.pipeline if "token.tag" in nlp.get_pipe_meta(name).assigns]
     nlp.add_pipe("sentencizer", before=taggers[0] if taggers else None)
     scores["documents_sentencizer"] = tag_accuracy(nlp, documents())
-    scores["n_documents"], scores["n_sentences"] = len(documents()), len(sentences)
+    scores["n_documents"], scores["n_sentences"] = len(whole), len(sentences)
     return scores
 
 
