@@ -56,11 +56,15 @@ joint_morph = "auto"
 bfloat16 = "auto"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
-# v2's defaults (the recipe's dropout 0.5 / 0.25, as configs/lstm_tagger_joint.cfg)
-# with the UPOS and FEATS heads, bfloat16 inference as above.
+# v2's defaults with the UPOS and FEATS heads and bfloat16 inference as
+# above, but word dropout 0.25 and no projection ahead of the sentence
+# BiLSTM (as configs/lstm_tagger_joint.cfg): the settings the joint model's
+# benchmark rows were measured with (docs/treebanks.md).
 DEFAULT_JOINT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy_lstm_tagger.WordCharBiLSTM.v2"
+lstm_input_size = 0
+word_dropout = 0.25
 joint_pos = true
 joint_morph = true
 bfloat16 = "auto"

@@ -28,6 +28,9 @@ TINY_MODEL = {
     "char_hidden_size": 8,
     "hidden_size": 16,
     "depth": 1,
+    # no projection ahead of the sentence BiLSTM (the factory default is 64):
+    # tests/test_input_projection.py turns it on
+    "lstm_input_size": 0,
     "dropout": 0.0,
     "word_dropout": 0.0,
     # float32 on every machine (add_pipe's default, "auto", is bf16 where the CPU

@@ -1,6 +1,7 @@
 """``lstm_input_size``: a linear projection of each token's input before the
 sentence BiLSTM (a narrow input for faster inference). It trains, is saved
-and loaded, works with the reduced-precision copies and is off by default.
+and loaded, works with the reduced-precision copies, is 64 wide in the
+factory defaults and off with 0.
 That inference (the type part projected once per word type) gives the
 training path's scores, with vectors, affixes and clusters too, is
 ``test_pytorch_model.test_tagger_inference_path_equals_training_path``."""
@@ -13,8 +14,17 @@ from spacy_lstm_tagger.model import get_torch_module
 from conftest import TRAIN_DATA, make_examples, new_pipeline, train_tiny
 
 
-def test_projection_is_off_by_default_and_sizes_the_bilstm_input():
-    plain = get_torch_module(new_pipeline().tagger.model)
+def test_factory_default_projects_to_64():
+    nlp = spacy.blank("en")
+    tagger = nlp.add_pipe("lstm_tagger")
+    assert nlp.config["components"]["lstm_tagger"]["model"]["lstm_input_size"] == 64
+    tagger.add_label("NN")
+    nlp.initialize()
+    assert get_torch_module(tagger.model).lstm.input_size == 64
+
+
+def test_projection_is_off_with_zero_and_sizes_the_bilstm_input():
+    plain = get_torch_module(new_pipeline(lstm_input_size=0).tagger.model)
     assert plain.input_proj is None and plain.lstm.input_size == plain.input_size
     projected = get_torch_module(new_pipeline(lstm_input_size=6).tagger.model)
     assert projected.lstm.input_size == 6
