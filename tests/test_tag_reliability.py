@@ -473,9 +473,15 @@ def start_cli(model: Path, corpus: Path, output: Path, *extra: str) -> subproces
 
 
 def wait_for_partitions(proc: subprocess.Popen, output: Path, timeout: float = 120) -> None:
+    """Until a partition is written and recorded as finished: a partition
+    written but not yet recorded when the run stops is redone on resume, not
+    skipped (on a loaded machine the record can lag the file)."""
+    from spacy_lstm_tagger.tagging.manifest import FINISHED
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if output.exists() and any(output.glob("part-*.spacy")):
+        log = output / FINISHED
+        if any(output.glob("part-*.spacy")) and log.exists() and b"\n" in log.read_bytes():
             return
         if proc.poll() is not None:
             pytest.fail(f"the run ended before it could be interrupted: {proc.stdout.read()}")
