@@ -104,12 +104,18 @@ def _write_shards(teacher: Union[str, Language], component: str, texts: List[Tex
     labels = tuple(member.pipe.labels)
     for i in shards:
         chunk = texts[i * shard_size:(i + 1) * shard_size]
-        indices, probs = [], []
+        # batches of sentences of similar length: a transformer teacher pads
+        # each batch to its longest sentence (several times the work on a
+        # corpus order batch); stored back in corpus order
+        order = sorted(range(len(chunk)), key=lambda j: len(chunk[j][0]))
+        by_sentence: List[Tuple[numpy.ndarray, numpy.ndarray]] = [None] * len(chunk)  # type: ignore[list-item]
         for start in range(0, len(chunk), batch_size):
-            for rows in member.probabilities(chunk[start:start + batch_size], labels):
+            batch = order[start:start + batch_size]
+            for j, rows in zip(batch, member.probabilities([chunk[j] for j in batch], labels)):
                 index, top = _top_k(rows, top_k)
-                indices.append(index)
-                probs.append(top.astype("float16"))
+                by_sentence[j] = (index, top.astype("float16"))
+        indices = [index for index, _ in by_sentence]
+        probs = [top for _, top in by_sentence]
         record = {
             "words": [list(words) for words, _ in chunk],
             "spaces": [list(spaces) for _, spaces in chunk],

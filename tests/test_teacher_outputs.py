@@ -87,6 +87,22 @@ def test_stored_outputs_are_the_teachers_top_k(teacher_dir, outputs_dir):
         assert (got.argmax(axis=1) == want.argmax(axis=1)).all()
 
 
+def test_sentences_tagged_in_length_order_are_stored_in_corpus_order(teacher_dir, corpus_dir, outputs_dir, tmp_path):
+    """One shard of every sentence, tagged two at a time shortest first
+    (a transformer teacher pads less): each sentence keeps its own rows."""
+    texts = read_texts([corpus_dir])
+    assert sorted(texts, key=lambda t: len(t[0])) != texts  # the order changes
+    path = tmp_path / "one_shard"
+    write_teacher_outputs(teacher_dir, path, [corpus_dir], top_k=3, shard_size=len(texts), batch_size=2)
+    nlp = spacy.load(teacher_dir)
+    labels = tuple(nlp.get_pipe("lstm_tagger").labels)
+    docs = [Doc(nlp.vocab, words=list(words), spaces=list(spaces)) for words, spaces in texts]
+    one_shard = StoredTeacher(path, 1.0, teacher=teacher_dir).probabilities(docs, labels)
+    small_shards = StoredTeacher(outputs_dir, 1.0, teacher=teacher_dir).probabilities(docs, labels)
+    for got, want in zip(one_shard, small_shards):
+        numpy.testing.assert_allclose(got, want, atol=2e-3)
+
+
 def test_outputs_map_to_the_students_labels(outputs_dir):
     stored = StoredTeacher(outputs_dir, 1.0)
     doc = spacy.blank("en").make_doc(TRAIN_DATA[0][0])
